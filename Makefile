@@ -1,0 +1,40 @@
+# memcourse: the two commands are `make lab` and `make test`; each sets up everything it needs.
+# Every target is a thin layer over the `memcourse` command or pytest.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-pyproject
+PYTEST_ARGS ?=
+
+.PHONY: help lab test test-fast notebooks data clean lint venv
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+venv:  ## create .venv, or reuse it if pyproject.toml has not changed since it was installed
+	@scripts/ensure-venv "$(PYTHON)" "$(VENV)"
+
+lab: venv  ## start JupyterLab on the course (writes the default dataset first if missing)
+	$(PY) -m memcourse lab
+
+test: venv  ## run the whole test suite (slow tests included)
+	$(PY) -m memcourse data --size tiny
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv  ## the inner loop: every test not marked slow
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+notebooks: venv  ## clean solutions/ and regenerate notebooks/ from it with nbgrader
+	$(PY) -m memcourse notebooks
+
+data: venv  ## write the default (small) dataset into data/small/
+	$(PY) -m memcourse data
+
+lint: venv  ## ruff over the Python packages and tests
+	$(PY) -m ruff check memcourse autograder tests
+
+clean:  ## remove generated data, grading output and caches (keeps .venv)
+	rm -rf grading data/*/ .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+	find solutions notebooks -name scratch -type d -prune -exec rm -rf {} +

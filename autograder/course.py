@@ -1,0 +1,67 @@
+"""The nbgrader course: where it is on disk and an NbGraderAPI bound to its configuration.
+
+Everything that drives nbgrader goes through `api()`, one process and nbgrader's Python API,
+because each `nbgrader` command-line call costs seconds of start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+CONFIG_FILENAME = "nbgrader_config.py"
+
+
+def repo_root() -> Path:
+    """Return the course repository this package was installed from (an editable install)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def _avoid_slow_import() -> None:
+    """Skip the optional `rfc3987_syntax` module, which adds ~3 s to importing nbgrader.
+
+    jsonschema only uses it to validate the rarely used `iri` formats; without it those formats
+    are simply not checked (see ../shared/research/toolchain-probe.md, section 3).
+    """
+    sys.modules.setdefault("rfc3987_syntax", None)
+
+
+def _put_interpreter_bin_on_path() -> None:
+    """Make this interpreter's scripts (nbgrader calls `alembic` by name) findable on PATH.
+
+    Running `.venv/bin/python` without activating the virtual environment leaves its bin/ off
+    PATH, and nbgrader then fails to open a new gradebook.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def load_config(root: Path | None = None):
+    """Load `nbgrader_config.py` from the course root into a traitlets Config."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    root = Path(root or repo_root()).resolve()
+    if not (root / CONFIG_FILENAME).is_file():
+        raise FileNotFoundError(f"No {CONFIG_FILENAME} in {root}: is this the course root?")
+    return PyFileConfigLoader(CONFIG_FILENAME, path=str(root)).load_config()
+
+
+def api(root: Path | None = None, log_level: str = "WARN"):
+    """Return an `NbGraderAPI` for the course at `root` (default: this repository)."""
+    _avoid_slow_import()
+    _put_interpreter_bin_on_path()
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    config = load_config(root)
+    config.NbGraderAPI.log_level = log_level
+    coursedir = CourseDirectory(config=config)
+    return NbGraderAPI(coursedir=coursedir, config=config)
+
+
+def assignments(root: Path | None = None, tree: str = "solutions") -> list[str]:
+    """Return the assignment folder names in `tree` (solutions/ or notebooks/), sorted."""
+    base = Path(root or repo_root()) / tree
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))

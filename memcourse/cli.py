@@ -1,0 +1,74 @@
+"""The `memcourse` command: a thin layer over the course's Python functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from memcourse.data import DEFAULT_SIZE, SIZES
+from memcourse.errors import CourseError
+
+
+def _data(args: argparse.Namespace) -> None:
+    from memcourse.data import ensure_dataset
+
+    path = ensure_dataset(args.size, out_dir=args.out)
+    print(f"dataset ready: {path}")
+
+
+def _notebooks(args: argparse.Namespace) -> None:
+    from autograder.build import generate_notebooks
+
+    built = generate_notebooks(assignments=args.assignment or None)
+    print(f"regenerated notebooks/ for {len(built)} assignment(s): {', '.join(built)}")
+
+
+def _lab(args: argparse.Namespace) -> None:
+    from memcourse.lab import run_lab
+
+    run_lab(port=args.port, open_browser=not args.no_browser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser; each subcommand's help is its function's job in one line."""
+    parser = argparse.ArgumentParser(
+        prog="memcourse",
+        description="Memory-efficient data handling for PyTorch training: an autograded course.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("data", help="write a course dataset (images.h5) if it is missing")
+    p.add_argument("--size", choices=list(SIZES), default=DEFAULT_SIZE,
+                   help=f"tiny (tests), small (notebooks, default) or seed (1.97 GB); "
+                        f"default {DEFAULT_SIZE}")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="folder to write images.h5 into (default data/<size>/)")
+    p.set_defaults(func=_data)
+
+    p = sub.add_parser("notebooks", help="regenerate notebooks/ from solutions/ with nbgrader")
+    p.add_argument("--assignment", action="append", metavar="NAME",
+                   help="only this assignment (repeatable); default all")
+    p.set_defaults(func=_notebooks)
+
+    p = sub.add_parser("lab", help="start JupyterLab on the course (what `make lab` runs)")
+    p.add_argument("--port", type=int, default=None, help="port to serve on")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.set_defaults(func=_lab)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; errors the user can fix print one sentence and exit with 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CourseError as e:
+        print(f"memcourse: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

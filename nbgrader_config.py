@@ -1,0 +1,40 @@
+"""nbgrader configuration for memcourse: the repository root is the course root.
+
+Only settings that differ from nbgrader's defaults are here; see CONTRIBUTING.md for why each is set.
+"""
+
+from pathlib import Path
+
+c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
+
+ROOT = Path(__file__).resolve().parent
+GRADING = ROOT / "grading"  # everything nbgrader writes while grading; gitignored
+try:  # nbgrader neither creates the gradebook's folder nor the exchange
+    (GRADING / "exchange").mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass  # a read-only checkout can still generate notebooks to elsewhere
+
+c.CourseDirectory.root = str(ROOT)
+c.CourseDirectory.course_id = "memcourse"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.submitted_directory = "grading/submitted"
+c.CourseDirectory.autograded_directory = "grading/autograded"
+c.CourseDirectory.feedback_directory = "grading/feedback"
+c.CourseDirectory.solution_directory = "grading/solution"
+c.CourseDirectory.source_with_tests_directory = "grading/source_with_tests"
+c.CourseDirectory.db_url = f"sqlite:///{GRADING / 'gradebook.db'}"
+# Files a notebook writes while it runs (scratch modules, temporary datasets) never ship.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "scratch"]
+
+# A local exchange so that Assignment List, Fetch and Submit work on one machine.
+c.Exchange.root = str(GRADING / "exchange")
+
+# Data-loading cells start worker processes; 30 s (nbgrader's default) is too tight on 2 cores.
+c.Execute.timeout = 120
+# nbclient skips cells tagged "skip-execution" by default, which lets a submission skip its tests.
+c.Execute.skip_cells_with_tag = "memcourse-instructor-skip"
+
+# nbgrader scores any stderr output in a test cell as a failure; library warnings are not errors.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"Warning:|it/s\]"

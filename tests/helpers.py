@@ -1,0 +1,86 @@
+"""Helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def copy_course(dest: Path) -> Path:
+    """Copy what nbgrader needs of the course (config, solutions, notebooks) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "nbgrader_config.py", dest / "nbgrader_config.py")
+    ignore = shutil.ignore_patterns("scratch", ".ipynb_checkpoints", "__pycache__")
+    for tree in ("solutions", "notebooks"):
+        if (ROOT / tree).is_dir():
+            shutil.copytree(ROOT / tree, dest / tree, ignore=ignore)
+    return dest
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on localhost right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningLab:
+    """JupyterLab started with the exact command `make lab` uses, headless, on a free port."""
+
+    def __init__(self, cwd: Path = ROOT, timeout: float = 60.0):
+        import os
+        import secrets
+        import subprocess
+        import time
+        import urllib.request
+
+        from memcourse.lab import lab_command
+
+        self.port, self.token = free_port(), secrets.token_hex(8)
+        self.base = f"http://127.0.0.1:{self.port}"
+        cmd = lab_command(port=self.port, open_browser=False, token=self.token)
+        self.log = open(os.devnull, "w")
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(self.url("/api/status"), timeout=2)
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("JupyterLab did not start") from None
+                time.sleep(0.3)
+
+    def url(self, path: str) -> str:
+        sep = "&" if "?" in path else "?"
+        return f"{self.base}{path}{sep}token={self.token}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        """GET `path` with the token; return (status, body) without following to a login page."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=15)
+        except (ProcessLookupError, OSError):
+            pass
+        except Exception:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()

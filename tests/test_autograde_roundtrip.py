@@ -1,0 +1,60 @@
+"""Through nbgrader's own API: does each solution score full marks and each release score zero?"""
+
+from __future__ import annotations
+
+import shutil
+
+import nbformat
+import pytest
+
+from autograder import build, course
+from tests.helpers import ROOT, copy_course
+
+pytestmark = pytest.mark.slow
+ASSIGNMENTS = course.assignments(ROOT, "solutions")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> dict:
+    """Generate, submit (solution as `reference`, release as `blank`) and autograde everything."""
+    root = copy_course(tmp_path_factory.mktemp("roundtrip") / "course")
+    build.generate_notebooks(root)
+    api = course.api(root)
+    submitted = root / api.coursedir.submitted_directory
+    results = {}
+    for name in ASSIGNMENTS:
+        for student, tree in (("reference", "solutions"), ("blank", "notebooks")):
+            dest = submitted / student / name
+            dest.mkdir(parents=True)
+            shutil.copy2(root / tree / name / f"{name}.ipynb", dest / f"{name}.ipynb")
+            outcome = api.autograde(name, student)
+            assert outcome["success"], f"autograde of {student}/{name} failed:\n{outcome['log']}"
+            with api.gradebook as gb:
+                sub = gb.find_submission(name, student)
+                results[name, student] = sub.to_dict()
+            autograded = root / api.coursedir.autograded_directory / student / name
+            results[name, student]["notebook"] = nbformat.read(
+                autograded / f"{name}.ipynb", as_version=4)
+    return results
+
+
+def _error_names(nb) -> set[str]:
+    return {o.ename for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if o.output_type == "error"}
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_solution_scores_full_marks(graded, name):
+    """Does the instructor's solution, submitted as a student, earn every autograded point?"""
+    sub = graded[name, "reference"]
+    assert sub["max_code_score"] > 0
+    assert sub["code_score"] == sub["max_code_score"], sub
+    assert _error_names(sub["notebook"]) == set()
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_release_scores_zero_and_fails_only_on_stubs(graded, name):
+    """Does the untouched student notebook score 0, failing only with NotImplementedError?"""
+    sub = graded[name, "blank"]
+    assert sub["score"] == 0, sub
+    assert _error_names(sub["notebook"]) == {"NotImplementedError"}

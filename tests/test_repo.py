@@ -1,0 +1,45 @@
+"""Does the repository keep the promises its README and CI make?"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+
+def test_ci_runs_exactly_the_readme_test_command(repo):
+    """Does .ci/run run `make test`, the command the README gives for testing?"""
+    readme = (repo / "README.md").read_text()
+    assert re.search(r"^make test\b", readme, re.M)
+    ci = (repo / ".ci" / "run").read_text()
+    commands = [line.strip() for line in ci.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert commands[-1] == "exec make test"
+
+
+def test_readme_puts_the_two_commands_first(repo):
+    """Are `make lab` and `make test` the first commands a reader meets?"""
+    blocks = re.findall(r"```bash\n(.*?)```", (repo / "README.md").read_text(), re.S)
+    first = [line.split("#")[0].strip() for line in blocks[0].splitlines()]
+    assert first[:2] == ["make lab", "make test"]
+
+
+def test_generated_and_grading_output_is_ignored(repo):
+    """Does git ignore datasets, grading output and the virtual environment?"""
+    paths = ["data/small/images.h5", "grading/gradebook.db", "grading/submitted/a/b/c.ipynb",
+             ".venv/bin/python", "notebooks/03_on_the_fly_loading/scratch/x.py"]
+    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=repo, capture_output=True,
+                             text=True).stdout.split()
+    assert sorted(ignored) == sorted(paths)
+    kept = subprocess.run(["git", "check-ignore", "-q", "data/README.md"], cwd=repo)
+    assert kept.returncode == 1
+
+
+def test_code_is_ruff_clean(repo):
+    """Do the packages and tests pass ruff with the project's settings?"""
+    import sys
+    from pathlib import Path
+
+    ruff = Path(sys.executable).parent / "ruff"
+    proc = subprocess.run([str(ruff), "check", "memcourse", "autograder", "tests"], cwd=repo,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
