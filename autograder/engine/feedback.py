@@ -1,0 +1,160 @@
+"""What the learner sees: one line per passing check, a message and a hint per failing one.
+
+The report is shown as HTML in JupyterLab (and in nbgrader's feedback), as text elsewhere. A test
+cell passes when every check in it passed; otherwise the call raises, which is how nbgrader and
+the learner both know the cell failed.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from autograder.engine.limits import Limits
+from autograder.engine.spec import (
+    ERROR,
+    FAILED,
+    LIMIT_EXCEEDED,
+    NOT_ATTEMPTED,
+    PASSED,
+    Exercise,
+    Verdict,
+)
+
+_ICON = {PASSED: "✔", FAILED: "✘", NOT_ATTEMPTED: "…", LIMIT_EXCEEDED: "⏱", ERROR: "⚠"}
+_COLOUR = {PASSED: "#1a7f37", FAILED: "#cf222e", NOT_ATTEMPTED: "#0969da",
+           LIMIT_EXCEEDED: "#bc4c00", ERROR: "#9a6700"}
+_LABEL = {PASSED: "passed", FAILED: "failed", NOT_ATTEMPTED: "not attempted",
+          LIMIT_EXCEEDED: "limit exceeded", ERROR: "checker error"}
+
+
+class CheckFailed(AssertionError):
+    """At least one check in this cell did not pass; the report above says which and why."""
+
+
+class Report:
+    """The verdicts of one call, renderable as HTML or plain text."""
+
+    def __init__(self, exercise: Exercise, verdicts: list[Verdict]):
+        self.exercise = exercise
+        self.verdicts = verdicts
+
+    @property
+    def score(self) -> float:
+        return sum(v.points for v in self.verdicts)
+
+    @property
+    def max_score(self) -> float:
+        return sum(v.max_points for v in self.verdicts)
+
+    def _rows(self) -> Iterable[tuple[Verdict, str, str]]:
+        if self.status == NOT_ATTEMPTED:  # one line, not the same sentence once per check
+            yield self.verdicts[0], self.verdicts[0].message, ""
+            return
+        for v in self.verdicts:
+            if v.status == PASSED:
+                yield v, v.verifies, ""
+            elif v.status == NOT_ATTEMPTED:
+                yield v, v.message, ""
+            else:
+                yield v, v.message, v.hint
+
+    def __str__(self) -> str:
+        lines = [f"{self.exercise.title}: {self.score:g} / {self.max_score:g} points"]
+        for v, text, hint in self._rows():
+            tag = " (hidden check)" if v.hidden else ""
+            lines.append(f"  {_ICON[v.status]} {_LABEL[v.status]}{tag}: {text}")
+            if hint:
+                lines.append(f"      hint: {hint}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for v, text, hint in self._rows():
+            tag = " <em>(hidden check)</em>" if v.hidden else ""
+            hint_html = (f"<div style='margin-left:1.6em;color:#57606a'>Hint: "
+                         f"{_inline_code(hint)}</div>") if hint else ""
+            rows.append(
+                f"<div style='margin:2px 0'><span style='color:{_COLOUR[v.status]};"
+                f"font-weight:bold'>{_ICON[v.status]} {_LABEL[v.status]}</span>{tag}: "
+                f"{_inline_code(text)}{hint_html}</div>")
+        return (f"<div class='memcourse-check' style='border-left:4px solid "
+                f"{_COLOUR[self.status]};padding:4px 10px'><strong>"
+                f"{html.escape(self.exercise.title)}</strong> — {self.score:g} / "
+                f"{self.max_score:g} points{''.join(rows)}</div>")
+
+    @property
+    def status(self) -> str:
+        statuses = {v.status for v in self.verdicts}
+        if statuses == {PASSED}:
+            return PASSED
+        if statuses == {NOT_ATTEMPTED}:
+            return NOT_ATTEMPTED
+        for s in (ERROR, LIMIT_EXCEEDED, FAILED):
+            if s in statuses:
+                return s
+        return FAILED
+
+    def raise_for_status(self) -> None:
+        """Raise unless every check passed: NotImplementedError when nothing was attempted."""
+        __tracebackhide__ = True  # IPython hides this frame: the learner sees only their cell
+        if self.status == PASSED:
+            return
+        if self.status == NOT_ATTEMPTED:
+            raise NotImplementedError(
+                f"{self.exercise.title}: not attempted yet. Write your code in place of "
+                "`raise NotImplementedError()`, run that cell, then run this one again.")
+        failed = [v for v in self.verdicts if v.status != PASSED]
+        raise CheckFailed(f"{len(failed)} of {len(self.verdicts)} checks did not pass (see the "
+                          "messages above).")
+
+
+def _inline_code(text: str) -> str:
+    """Escape text and render `backticked` parts as code."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def display(report: Report) -> None:
+    """Show the report in a notebook (HTML with a text fallback), or print it."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display as ipy_display
+
+        if get_ipython() is not None:
+            ipy_display(report)
+            return
+    except ImportError:
+        pass
+    print(report)
+
+
+def run_exercise(exercise: Exercise, submission: dict[str, Any], only: Iterable[str] = (),
+                 limits: Limits | None = None, show: bool = True) -> Report:
+    """Run the exercise's checks (all, or the named ones), show the report, raise on failure."""
+    __tracebackhide__ = True
+    from autograder.engine.runner import run_checks
+
+    names = list(only)
+    checks = [exercise.check(n) for n in names] if names else list(exercise.checks)
+    verdicts = run_checks(exercise, submission, checks, limits)
+    report = Report(exercise, verdicts)
+    _record(report)
+    if show:
+        display(report)
+    report.raise_for_status()
+    return report
+
+
+def _record(report: Report) -> None:
+    """Append the verdicts to $MEMCOURSE_VERDICTS (JSON lines) when the grader asks for them."""
+    path = os.environ.get("MEMCOURSE_VERDICTS")
+    if not path:
+        return
+    import json
+
+    with open(path, "a") as f:
+        for v in report.verdicts:
+            f.write(json.dumps({"exercise": report.exercise.name, **v.to_dict()}) + "\n")

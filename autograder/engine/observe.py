@@ -1,0 +1,151 @@
+"""What the parent sees of a child process from outside: /proc, and inotify for file opens.
+
+Nothing here asks the child anything; the learner's code cannot change these numbers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import struct
+from pathlib import Path
+
+import psutil
+
+MIB = 2**20
+_STATUS_FIELDS = {"VmRSS": "rss_mib", "VmHWM": "hwm_mib", "RssAnon": "anon_mib",
+                  "RssFile": "file_mib", "RssShmem": "shmem_mib"}
+
+
+def status(pid: int) -> dict[str, float]:
+    """Memory figures of one process from /proc/<pid>/status, in MiB (empty if it is gone)."""
+    out: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in _STATUS_FIELDS:
+                    out[_STATUS_FIELDS[key]] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+def reset_peak(pid: int) -> None:
+    """Reset a process's VmHWM to its current RSS, so the next reading is this phase's peak."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # older kernels: the peak then covers the whole run, an upper bound
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants (DataLoader workers included)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_rss_mib(procs: list[psutil.Process]) -> float:
+    """Summed RSS of a process tree (over-counts shared pages: an upper bound for a limit)."""
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / MIB
+
+
+def open_files_under(procs: list[psutil.Process], root: Path) -> dict[str, int]:
+    """How many file descriptors, over the tree, point at each file below `root`."""
+    counts: dict[str, int] = {}
+    prefix = str(root) + os.sep
+    for p in procs:
+        fd_dir = f"/proc/{p.pid}/fd"
+        try:
+            entries = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in entries:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if target.startswith(prefix):
+                rel = target[len(prefix):]
+                counts[rel] = counts.get(rel, 0) + 1
+    return counts
+
+
+class OpenCounter:
+    """Counts open() calls on files below a folder, by any process, through Linux inotify.
+
+    Open and access events are watched together so the kernel never merges two opens of the
+    same file into one event (it merges identical consecutive events).
+    """
+
+    IN_ACCESS, IN_CLOSE_WRITE, IN_CLOSE_NOWRITE, IN_OPEN = 0x1, 0x8, 0x10, 0x20
+    IN_Q_OVERFLOW = 0x4000
+    _MASK = IN_ACCESS | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_OPEN
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.available = False
+        self.overflowed = False
+        self._fd = -1
+        self._dirs: dict[int, str] = {}
+        self._counts: dict[str, int] = {}
+        libc_name = ctypes.util.find_library("c")
+        if not libc_name or not hasattr(os, "O_NONBLOCK"):
+            return
+        try:
+            self._libc = ctypes.CDLL(libc_name, use_errno=True)
+            fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, AttributeError):
+            return
+        if fd < 0:
+            return
+        self._fd = fd
+        for folder in [self.root, *(p for p in self.root.rglob("*") if p.is_dir())]:
+            wd = self._libc.inotify_add_watch(fd, str(folder).encode(), self._MASK)
+            if wd >= 0:
+                self._dirs[wd] = str(folder.relative_to(self.root))
+        self.available = bool(self._dirs)
+
+    def drain(self) -> dict[str, int]:
+        """Return the opens per file (relative path) since the last drain."""
+        self._read()
+        counts, self._counts = self._counts, {}
+        return counts
+
+    def _read(self) -> None:
+        if self._fd < 0:
+            return
+        while True:
+            try:
+                buf = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            offset = 0
+            while offset + 16 <= len(buf):
+                wd, mask, _cookie, length = struct.unpack_from("iIII", buf, offset)
+                name = buf[offset + 16: offset + 16 + length].rstrip(b"\0").decode()
+                offset += 16 + length
+                if mask & self.IN_Q_OVERFLOW:
+                    self.overflowed = True
+                if mask & self.IN_OPEN and name and wd in self._dirs:
+                    folder = self._dirs[wd]
+                    rel = name if folder == "." else f"{folder}/{name}"
+                    self._counts[rel] = self._counts.get(rel, 0) + 1
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,86 @@
+"""Checks declared as data, and the verdicts they produce."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Statuses a check can end in; the same words appear in the grader's results.json.
+PASSED = "passed"
+FAILED = "failed"
+NOT_ATTEMPTED = "not_attempted"
+LIMIT_EXCEEDED = "limit_exceeded"
+ERROR = "error"  # the checker itself could not run: not the learner's fault
+
+
+class Fail(Exception):
+    """Raised by a judge: the observed behaviour is wrong; the message says what was seen."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One property of the learner's code, checked in a child process and judged in the parent.
+
+    `act(ctx, submission)` runs in the child: it exercises the learner's objects and returns
+    plain data (JSON-able values, and NumPy arrays through `ctx.save_array`). `judge(trace)`
+    runs in the parent on that data and on what the parent observed; it raises `Fail` with a
+    message that says what was observed and why it matters, or returns to pass.
+    """
+
+    name: str
+    points: float
+    verifies: str
+    act: Callable[..., Any]
+    judge: Callable[..., None]
+    hint: str = ""
+    why: str = ""
+    hidden: bool = False
+    fixtures: tuple[str, ...] = ()
+    timeout_s: float = 30.0
+
+
+@dataclass
+class Exercise:
+    """A coded exercise: the names the learner defines, and the checks on them."""
+
+    name: str
+    title: str
+    subjects: tuple[str, ...]
+    checks: list[Check]
+    make_fixtures: Callable[[], dict[str, str]] | None = None
+    hints: list[str] = field(default_factory=list)
+    solution: str = ""
+
+    def check(self, short_name: str) -> Check:
+        """Return the check called `short_name` (with or without the exercise prefix)."""
+        for check in self.checks:
+            if check.name in (short_name, f"{self.name}_{short_name}"):
+                return check
+        known = ", ".join(c.name for c in self.checks)
+        raise KeyError(f"{self.name} has no check {short_name!r}; it has {known}")
+
+
+@dataclass
+class Verdict:
+    """The outcome of one check, as the learner and the grader see it."""
+
+    check: str
+    status: str
+    points: float
+    max_points: float
+    message: str
+    verifies: str = ""
+    hidden: bool = False
+    hint: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASSED
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for results files."""
+        return {"check": self.check, "status": self.status, "points": self.points,
+                "max_points": self.max_points, "message": self.message, "hidden": self.hidden,
+                "details": self.details}

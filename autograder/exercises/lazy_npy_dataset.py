@@ -1,0 +1,263 @@
+"""03_on_the_fly_loading: `LazyNpyDataset`, a lazy Dataset over a folder of per-sample .npy files.
+
+Contract: `LazyNpyDataset(folder, transform=None)`; `len(ds)` is the number of sample files;
+`ds[i]` returns `(image, label)` with image a float32 tensor (3, H, W) equal to the file's uint8
+values / 255 (through `transform` if given) and label `labels.npy[i]`; nothing but the file list
+and the labels is read in `__init__`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from autograder.engine import fixtures
+from autograder.engine.feedback import run_exercise
+from autograder.engine.spec import Check, Exercise, Fail
+
+SUBJECT = "LazyNpyDataset"
+SMALL = "small_npy"
+BIG = "big_npy"
+
+
+def make_fixtures() -> dict[str, str]:
+    return {SMALL: str(fixtures.npy_folder(40, 20, 24)),
+            # 1200 x 48 KiB = 56 MiB: loading it all stands far above any per-process noise.
+            BIG: str(fixtures.npy_folder(1200, 128, 128))}
+
+
+class ReferenceLazyNpyDataset:
+    """The reference solution, measured beside the learner's in the same process."""
+
+    def __init__(self, folder, transform=None):
+        self.paths = sorted(str(p) for p in Path(folder).glob("[0-9]*.npy"))
+        self.labels = np.load(Path(folder) / "labels.npy")
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, idx):
+        import torch
+
+        image = torch.from_numpy(np.load(self.paths[idx])).float() / 255
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[idx])
+
+
+# ----------------------------------------------------------------------------- in the child
+
+
+def _read(ctx, ds, indices) -> dict:
+    """Read `indices`; save images and labels as arrays; return data for the judge."""
+    labels = []
+    for k, i in enumerate(indices):
+        item = ctx.call(f"ds[{i}]", ds.__getitem__, i)
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            return {"indices": indices,
+                    "shape_error": f"ds[{i}] returned {type(item).__name__}, not an "
+                                   "(image, label) pair"}
+        image, label = item
+        ctx.save_array(f"item_{k}", _as_array(image))
+        labels.append(_as_int(label))
+    ctx.save_array("item_labels", np.array(labels, dtype=np.int64))
+    return {"indices": indices}
+
+
+def _as_array(image):
+    import torch
+
+    if isinstance(image, torch.Tensor):
+        return image.detach().cpu().numpy()
+    return np.asarray(image)
+
+
+def _as_int(label):
+    import torch
+
+    if isinstance(label, torch.Tensor):
+        return int(label.item()) if label.numel() == 1 else -(10**12)
+    try:
+        return int(label)
+    except (TypeError, ValueError):
+        return -(10**12)
+
+
+def _describe_items(ctx, ds, indices) -> dict:
+    import torch
+
+    kinds = []
+    for i in indices:
+        image, _ = ctx.call(f"ds[{i}]", ds.__getitem__, i)
+        kinds.append({"type": type(image).__name__,
+                      "dtype": str(image.dtype).replace("torch.", "") if hasattr(image, "dtype")
+                      else "", "tensor": isinstance(image, torch.Tensor)})
+    return {"kinds": kinds}
+
+
+def act_values(ctx, submission):
+    cls = submission[SUBJECT]
+    folder = ctx.fixtures[SMALL]
+    ds = ctx.call(f"{SUBJECT}(folder)", cls, folder)
+    data = _read(ctx, ds, [0, 7, 39])
+    if "shape_error" in data:
+        return data
+    return {**data, **_describe_items(ctx, ds, data["indices"])}
+
+
+def act_length(ctx, submission):
+    ds = ctx.call(f"{SUBJECT}(folder)", submission[SUBJECT], ctx.fixtures[SMALL])
+    return {"length": ctx.call("len(ds)", len, ds)}
+
+
+def act_transform(ctx, submission):
+    def flip(x):
+        return x.flip(-1)
+
+    ds = ctx.call(f"{SUBJECT}(folder, transform=flip)", submission[SUBJECT],
+                  ctx.fixtures[SMALL], transform=flip)
+    return _read(ctx, ds, [3, 21])
+
+
+def act_random_indices(ctx, submission):
+    ds = ctx.call(f"{SUBJECT}(folder)", submission[SUBJECT], ctx.fixtures[SMALL])
+    indices = [int(i) for i in np.random.default_rng(5).permutation(40)[:12]]
+    return _read(ctx, ds, indices)
+
+
+def act_stays_small(ctx, submission):
+    folder = ctx.fixtures[BIG]
+    n = len(list(folder.glob("[0-9]*.npy")))
+    ref = ReferenceLazyNpyDataset(folder)  # warms up NumPy, torch and the page cache first
+    for i in range(n):
+        ref[i]
+    del ref
+    ctx.mark("reference_start")
+    ref = ReferenceLazyNpyDataset(folder)
+    for i in range(n):
+        ref[i]
+    ctx.mark("reference_end")
+    del ref
+    ctx.mark("learner_start")
+    ds = ctx.call(f"{SUBJECT}(folder)", submission[SUBJECT], folder)
+    ctx.mark("after_init")
+    for i in range(n):
+        ctx.call("ds[i] for every i", ds.__getitem__, i)
+    ctx.mark("after_reads")
+    return {"n": n, "bytes": int(sum(p.stat().st_size for p in folder.glob("[0-9]*.npy")))}
+
+
+# ----------------------------------------------------------------------------- in the parent
+
+
+def _expected(indices):
+    folder = Path(make_fixtures()[SMALL])
+    labels = np.load(folder / "labels.npy")
+    return [np.load(folder / f"{i:06d}.npy").astype(np.float32) / 255 for i in indices], \
+        [int(labels[i]) for i in indices]
+
+
+def _compare(trace, transform=None) -> None:
+    indices = trace.data["indices"]
+    if "shape_error" in trace.data:
+        raise Fail(trace.data["shape_error"] + ".")
+    images, labels = _expected(indices)
+    for k, i in enumerate(indices):
+        got, want = trace.arrays[f"item_{k}"], images[k]
+        if transform is not None:
+            want = transform(want)
+        if got.shape != want.shape:
+            raise Fail(f"ds[{i}][0] has shape {tuple(got.shape)}; expected {tuple(want.shape)} "
+                       "(channels, height, width), as stored in the file.")
+        if not np.allclose(got.astype(np.float64), want, atol=1e-6):
+            scale = float(got.max()) if got.size else 0.0
+            if transform is not None and np.allclose(got, images[k], atol=1e-6):
+                raise Fail(f"ds[{i}][0] ignores the `transform` passed to the constructor.")
+            if scale > 1.5:
+                raise Fail(f"ds[{i}][0] has values up to {scale:.0f}: divide the uint8 values "
+                           "by 255 so they lie in [0, 1].")
+            raise Fail(f"ds[{i}][0] does not hold the file's pixels divided by 255 (largest "
+                       f"difference {np.abs(got - want).max():.4f}).")
+    got_labels = [int(x) for x in trace.arrays["item_labels"]]
+    for k, i in enumerate(indices):
+        if got_labels[k] != labels[k]:
+            raise Fail(f"ds[{i}][1] is {got_labels[k]}, but labels.npy holds {labels[k]} at "
+                       f"index {i}.")
+
+
+def judge_values(trace) -> None:
+    _compare(trace)
+    for k, kind in enumerate(trace.data["kinds"]):
+        i = trace.data["indices"][k]
+        if not kind["tensor"]:
+            raise Fail(f"ds[{i}][0] is a {kind['type']}; return a torch tensor "
+                       "(torch.from_numpy(...)).")
+        if kind["dtype"] != "float32":
+            raise Fail(f"ds[{i}][0] has dtype {kind['dtype']}; models expect float32 "
+                       "(use `.float()`, not NumPy's float64 division).")
+
+
+def judge_length(trace) -> None:
+    n = len(list(Path(make_fixtures()[SMALL]).glob("[0-9]*.npy")))
+    if trace.data["length"] != n:
+        raise Fail(f"len(ds) is {trace.data['length']}, but the folder holds {n} sample files "
+                   "(labels.npy is not a sample).")
+
+
+def judge_transform(trace) -> None:
+    _compare(trace, transform=lambda a: a[..., ::-1])
+
+
+def judge_random_indices(trace) -> None:
+    _compare(trace)
+
+
+def judge_stays_small(trace) -> None:
+    data_mib = trace.data["bytes"] / 2**20
+    reference = trace.growth_mib("reference_start", "reference_end")
+    learner = trace.growth_mib("learner_start", "after_reads")
+    init = trace.growth_mib("learner_start", "after_init")
+    allowed = reference + max(8.0, 0.1 * data_mib)
+    if learner > allowed:
+        when = "in `__init__`" if init > 0.5 * learner else "while reading the samples"
+        raise Fail(f"memory grew by {learner:.0f} MiB {when} for {data_mib:.0f} MiB of sample "
+                   f"files (a lazy dataset needs about {reference:.0f} MiB here): it keeps every "
+                   "sample in memory. Read one file per `__getitem__` and keep nothing else.")
+
+
+CHECKS = [
+    Check("lazy_npy_dataset_values", 1,
+          "`ds[i]` returns a float32 (3, H, W) tensor equal to the file / 255, and labels[i]",
+          act_values, judge_values, fixtures=(SMALL,),
+          hint="`torch.from_numpy(np.load(path)).float() / 255`; the label is "
+               "`int(self.labels[idx])`."),
+    Check("lazy_npy_dataset_length", 1, "`len(ds)` is the number of sample files",
+          act_length, judge_length, fixtures=(SMALL,),
+          hint="List the files matching `[0-9]*.npy` once in `__init__`; `labels.npy` is not a "
+               "sample."),
+    Check("lazy_npy_dataset_transform", 1, "the `transform` is applied to the image",
+          act_transform, judge_transform, fixtures=(SMALL,), hidden=True,
+          hint="Store `transform` in `__init__` and call it on the image in `__getitem__` when "
+               "it is not None."),
+    Check("lazy_npy_dataset_random_indices", 1, "any index returns its own file and label",
+          act_random_indices, judge_random_indices, fixtures=(SMALL,), hidden=True,
+          hint="Sort the file names so index i is file i."),
+    Check("lazy_npy_dataset_stays_small", 2,
+          "building the dataset and reading every sample keeps memory flat",
+          act_stays_small, judge_stays_small, fixtures=(BIG,), timeout_s=60,
+          hint="Keep only the list of paths and the labels in `__init__`; call `np.load` on one "
+               "path inside `__getitem__`, and do not store what it returns."),
+]
+
+EXERCISE = Exercise(
+    name="lazy_npy_dataset", title="LazyNpyDataset", subjects=(SUBJECT,), checks=CHECKS,
+    make_fixtures=make_fixtures,
+)
+
+
+def check_lazy_npy_dataset(LazyNpyDataset, *checks: str) -> None:  # noqa: N803 (the learner's name)
+    """Check the learner's `LazyNpyDataset` in a fresh process; name checks to run only those."""
+    __tracebackhide__ = True
+    run_exercise(EXERCISE, {SUBJECT: LazyNpyDataset}, checks)
