@@ -59,9 +59,12 @@ def clean_file(path: Path) -> bool:
     return True
 
 
-def clean_tree(tree: Path) -> list[Path]:
-    """Clean every notebook below `tree`; return the files that changed."""
-    return [p for p in sorted(Path(tree).glob("*/*.ipynb")) if clean_file(p)]
+def clean_tree(tree: Path, assignments: list[str] | None = None) -> list[Path]:
+    """Clean every notebook below `tree` (or only those assignments); return what changed."""
+    paths = sorted(Path(tree).glob("*/*.ipynb"))
+    if assignments is not None:
+        paths = [p for p in paths if p.parent.name in assignments]
+    return [p for p in paths if clean_file(p)]
 
 
 def generate_notebooks(root: Path | None = None, assignments: list[str] | None = None) -> list[str]:
@@ -71,7 +74,7 @@ def generate_notebooks(root: Path | None = None, assignments: list[str] | None =
     trees always hold the same assignments.
     """
     root = Path(root or course.repo_root()).resolve()
-    clean_tree(root / "solutions")
+    clean_tree(root / "solutions", assignments)
     names = assignments or course.assignments(root, "solutions")
     nbgrader = course.api(root)
     for name in names:

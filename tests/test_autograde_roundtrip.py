@@ -14,28 +14,40 @@ pytestmark = pytest.mark.slow
 ASSIGNMENTS = course.assignments(ROOT, "solutions")
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory) -> dict:
-    """Generate, submit (solution as `reference`, release as `blank`) and autograde everything."""
-    root = copy_course(tmp_path_factory.mktemp("roundtrip") / "course")
-    build.generate_notebooks(root)
-    api = course.api(root)
-    submitted = root / api.coursedir.submitted_directory
-    results = {}
-    for name in ASSIGNMENTS:
+class Roundtrip:
+    """A copy of the course in which each assignment is generated and graded on first use."""
+
+    def __init__(self, root):
+        self.root = root
+        self.api = course.api(root)
+        self.results: dict = {}
+
+    def __getitem__(self, key: tuple[str, str]) -> dict:
+        name, _student = key
+        if key not in self.results:
+            self._grade(name)
+        return self.results[key]
+
+    def _grade(self, name: str) -> None:
+        build.generate_notebooks(self.root, [name])
+        submitted = self.root / self.api.coursedir.submitted_directory
         for student, tree in (("reference", "solutions"), ("blank", "notebooks")):
             dest = submitted / student / name
-            dest.mkdir(parents=True)
-            shutil.copy2(root / tree / name / f"{name}.ipynb", dest / f"{name}.ipynb")
-            outcome = api.autograde(name, student)
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(self.root / tree / name / f"{name}.ipynb", dest / f"{name}.ipynb")
+            outcome = self.api.autograde(name, student)
             assert outcome["success"], f"autograde of {student}/{name} failed:\n{outcome['log']}"
-            with api.gradebook as gb:
-                sub = gb.find_submission(name, student)
-                results[name, student] = sub.to_dict()
-            autograded = root / api.coursedir.autograded_directory / student / name
-            results[name, student]["notebook"] = nbformat.read(
+            with self.api.gradebook as gb:
+                self.results[name, student] = gb.find_submission(name, student).to_dict()
+            autograded = self.root / self.api.coursedir.autograded_directory / student / name
+            self.results[name, student]["notebook"] = nbformat.read(
                 autograded / f"{name}.ipynb", as_version=4)
-    return results
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> Roundtrip:
+    """Solutions submitted as student `reference`, releases as `blank`, graded by nbgrader."""
+    return Roundtrip(copy_course(tmp_path_factory.mktemp("roundtrip") / "course"))
 
 
 def _error_names(nb) -> set[str]:

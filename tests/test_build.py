@@ -103,3 +103,36 @@ def test_release_notebooks_hide_solutions_and_hidden_tests(repo):
         text = path.read_text()
         for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "MARK SCHEME"):
             assert marker not in text, f"{path.name} contains {marker!r}"
+
+
+def _check_calls(source: str):
+    """Yield (function name, [check names]) for each `check_*(...)` call in a cell."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id.startswith("check_"):
+            names = [a.value for a in node.args if isinstance(a, ast.Constant)
+                     and isinstance(a.value, str)]
+            yield node.func.id, names
+
+
+def test_cell_points_match_the_checks_it_runs(repo):
+    """Does each test cell's nbgrader points equal the points of the checks it calls?"""
+    from autograder.exercises import all_exercises
+
+    exercises = all_exercises()
+    for path in _notebooks(repo, "solutions"):
+        for cell, meta in _nbgrader_cells(path):
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            calls = list(_check_calls(cell.source))
+            if not calls:
+                continue
+            total = 0.0
+            for func, names in calls:
+                assert func in exercises, f"{path.name}:{meta['grade_id']} calls unknown {func}"
+                exercise = exercises[func]
+                checks = [exercise.check(n) for n in names] if names else exercise.checks
+                total += sum(c.points for c in checks)
+            assert total == meta["points"], (
+                f"{path.name}:{meta['grade_id']} is worth {meta['points']} points but its checks "
+                f"add up to {total}")

@@ -1,0 +1,36 @@
+"""Run an exercise's checks on implementations written as source text, as a notebook would.
+
+Each implementation is executed in a namespace named `__main__`, so its classes and functions
+travel to the child by value exactly like those a learner defines in a notebook cell.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from autograder.engine.runner import run_checks
+from autograder.engine.spec import PASSED, Exercise, Verdict
+
+
+def define(source: str, name: str):
+    """Execute `source` as notebook code and return the object it defines as `name`."""
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(textwrap.dedent(source), f"<notebook:{name}>", "exec"), namespace)
+    return namespace[name]
+
+
+def verdicts(exercise: Exercise, submission: dict, checks: list[str] | None = None
+             ) -> dict[str, Verdict]:
+    """Run the named checks (default all) and return verdicts keyed by check name."""
+    chosen = [exercise.check(c) for c in checks] if checks else list(exercise.checks)
+    return {v.check: v for v in run_checks(exercise, submission, chosen)}
+
+
+def failing(results: dict[str, Verdict]) -> set[str]:
+    """Names of the checks that did not pass."""
+    return {name for name, v in results.items() if v.status != PASSED}
+
+
+def describe(results: dict[str, Verdict]) -> str:
+    """One line per verdict, for assertion messages."""
+    return "\n".join(f"{v.check}: {v.status}: {v.message}" for v in results.values())
