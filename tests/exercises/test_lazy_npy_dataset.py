@@ -1,4 +1,4 @@
-"""Do the LazyNpyDataset checks fail wrong implementations and pass differently written right ones?"""
+"""Do the LazyNpyDataset checks fail wrong implementations and pass other correct ones?"""
 
 from __future__ import annotations
 
