@@ -70,6 +70,8 @@ class Report:
                 lines.append(f"      hint: {hint}")
         return "\n".join(lines)
 
+    __repr__ = __str__  # the text a notebook shows where HTML is not rendered
+
     def _repr_html_(self) -> str:
         rows = []
         for v, text, hint in self._rows():

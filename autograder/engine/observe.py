@@ -85,8 +85,10 @@ def open_files_under(procs: list[psutil.Process], root: Path) -> dict[str, int]:
 class OpenCounter:
     """Counts open() calls on files below a folder, by any process, through Linux inotify.
 
-    Open and access events are watched together so the kernel never merges two opens of the
-    same file into one event (it merges identical consecutive events).
+    The kernel merges identical consecutive events that have not been read yet, so open and
+    access events are watched together: an open followed by a read (what dataset code does) is
+    never merged with the next open. Two opens with no read or close between them may count as
+    one; held descriptors (`open_files_under`) catch that case.
     """
 
     IN_ACCESS, IN_CLOSE_WRITE, IN_CLOSE_NOWRITE, IN_OPEN = 0x1, 0x8, 0x10, 0x20
@@ -116,6 +118,14 @@ class OpenCounter:
             if wd >= 0:
                 self._dirs[wd] = str(folder.relative_to(self.root))
         self.available = bool(self._dirs)
+
+    def fileno(self) -> int:
+        """The inotify descriptor, for select(); -1 when unavailable."""
+        return self._fd
+
+    def poll(self) -> None:
+        """Read pending events now, so the kernel has fewer chances to merge them."""
+        self._read()
 
     def drain(self) -> dict[str, int]:
         """Return the opens per file (relative path) since the last drain."""

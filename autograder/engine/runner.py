@@ -94,6 +94,15 @@ class Trace:
         peak = max(m.peak_mib for m in self.marks[i + 1: j + 1])
         return peak - self.marks[i].rss_mib
 
+    def private_growth_mib(self, first: str, last: str) -> float:
+        """Peak growth minus the growth of file-backed pages (RssFile) between the two marks.
+
+        Pages of a memory-mapped file count in RSS but are page cache the kernel can reclaim;
+        a dataset that maps its file and touches every page is not loading it into RAM.
+        """
+        file_growth = self.mark(last).file_mib - self.mark(first).file_mib
+        return self.growth_mib(first, last) - max(0.0, file_growth)
+
 
 class ShipError(Exception):
     """The learner's objects could not be sent to a fresh process."""
@@ -238,8 +247,12 @@ class _Child:
             current = None
             return name
 
+        watched = [ev_r] + ([counter.fileno()] if counter.available else [])
         while True:
-            readable, _, _ = select.select([ev_r], [], [], POLL_S)
+            ready, _, _ = select.select(watched, [], [], POLL_S)
+            if counter.available and counter.fileno() in ready:
+                counter.poll()
+            readable = ev_r in ready
             if readable:
                 chunk = os.read(ev_r, 65536)
                 buffer += chunk
@@ -479,9 +492,9 @@ def _verdict(check: Check, trace: Trace, limits: Limits, exercise: Exercise) -> 
     if trace.outcome == "raised":
         err = trace.error
         if err.get("type") == "MemoryError":
-            return verdict(LIMIT_EXCEEDED, f"Your code asked for more memory than the "
-                                           f"{limits.describe_memory()} limit allows during "
-                                           f"`{trace.operation}` (MemoryError: "
+            return verdict(LIMIT_EXCEEDED, f"Your code exceeded the {limits.describe_memory()} "
+                                           f"memory limit during `{trace.operation}`: it asked "
+                                           f"for more at once (MemoryError: "
                                            f"{err.get('message')}).")
         where = f"`{trace.operation}`" if trace.operation else "Your code"
         return verdict(FAILED, f"{where} raised {err.get('type')}: {err.get('message')}")

@@ -216,9 +216,9 @@ def judge_random_indices(trace) -> None:
 
 def judge_stays_small(trace) -> None:
     data_mib = trace.data["bytes"] / 2**20
-    reference = trace.growth_mib("reference_start", "reference_end")
-    learner = trace.growth_mib("learner_start", "after_reads")
-    init = trace.growth_mib("learner_start", "after_init")
+    reference = trace.private_growth_mib("reference_start", "reference_end")
+    learner = trace.private_growth_mib("learner_start", "after_reads")
+    init = trace.private_growth_mib("learner_start", "after_init")
     allowed = reference + max(8.0, 0.1 * data_mib)
     if learner > allowed:
         when = "in `__init__`" if init > 0.5 * learner else "while reading the samples"
