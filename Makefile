@@ -7,10 +7,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-pyproject
 PYTEST_ARGS ?=
 
-.PHONY: help lab test test-fast notebooks data clean lint venv
+.PHONY: help lab test test-fast notebooks data clean lint venv grade system-packages
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
 venv:  ## create .venv, or reuse it if pyproject.toml has not changed since it was installed
 	@scripts/ensure-venv "$(PYTHON)" "$(VENV)"
@@ -18,9 +18,12 @@ venv:  ## create .venv, or reuse it if pyproject.toml has not changed since it w
 lab: venv  ## start JupyterLab on the course (writes the default dataset first if missing)
 	$(PY) -m memcourse lab
 
-test: venv  ## run the whole test suite (slow tests included)
+test: venv system-packages  ## run the whole test suite (slow tests included)
 	$(PY) -m memcourse data --size tiny
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+system-packages:  ## install bubblewrap and chromium when missing (root on Debian), else say so
+	@scripts/ensure-system-packages
 
 test-fast: venv  ## the inner loop: every test not marked slow
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -30,6 +33,10 @@ notebooks: venv  ## clean solutions/ and regenerate notebooks/ from it with nbgr
 
 data: venv  ## write the default (small) dataset into data/small/
 	$(PY) -m memcourse data
+
+grade: venv  ## grade a class: make grade SUBMISSIONS=path OUT=dir [JOBS=n] [ASSIGNMENT=name]
+	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=path OUT=dir"; exit 2; }
+	$(PY) -m memcourse grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(JOBS),--jobs $(JOBS)) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
 lint: venv  ## ruff over the Python packages and tests
 	$(PY) -m ruff check memcourse autograder tests

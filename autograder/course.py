@@ -48,14 +48,19 @@ def load_config(root: Path | None = None):
     return PyFileConfigLoader(CONFIG_FILENAME, path=str(root)).load_config()
 
 
-def api(root: Path | None = None, log_level: str = "WARN"):
-    """Return an `NbGraderAPI` for the course at `root` (default: this repository)."""
+def api(root: Path | None = None, log_level: str = "WARN", extra=None):
+    """Return an `NbGraderAPI` for the course at `root` (default: this repository).
+
+    `extra` is a traitlets Config merged over the course's own configuration.
+    """
     _avoid_slow_import()
     _put_interpreter_bin_on_path()
     from nbgrader.apps.api import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
     config = load_config(root)
+    if extra is not None:
+        config.merge(extra)
     config.NbGraderAPI.log_level = log_level
     coursedir = CourseDirectory(config=config)
     return NbGraderAPI(coursedir=coursedir, config=config)

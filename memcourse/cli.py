@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from memcourse.data import DEFAULT_SIZE, SIZES
 from memcourse.errors import CourseError
@@ -29,6 +30,15 @@ def _lab(args: argparse.Namespace) -> None:
     run_lab(port=args.port, open_browser=not args.no_browser)
 
 
+def _grade(args: argparse.Namespace) -> None:
+    from autograder.grading.pipeline import grade
+
+    records = grade(Path(args.submissions), Path(args.out), jobs=args.jobs,
+                    assignment=args.assignment, force=args.force)
+    graded = sum(r["status"] == "graded" for r in records)
+    print(f"{graded} of {len(records)} submission records graded; see {args.out}/report.md")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser; each subcommand's help is its function's job in one line."""
     parser = argparse.ArgumentParser(
@@ -49,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", action="append", metavar="NAME",
                    help="only this assignment (repeatable); default all")
     p.set_defaults(func=_notebooks)
+
+    p = sub.add_parser("grade", help="grade a class: grades.csv, results.json, feedback, report",
+                       description="Grade every submission under SUBMISSIONS (nbgrader's "
+                       "<student>/<assignment>/<notebook>.ipynb layout, or an LMS .zip whose "
+                       "files are named <anything>_<student>__<assignment>.ipynb) into DIR.")
+    p.add_argument("submissions", metavar="SUBMISSIONS", help="folder or .zip of submissions")
+    p.add_argument("--out", metavar="DIR", required=True, help="where to write the results")
+    p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: cores)")
+    p.add_argument("--assignment", metavar="NAME", default=None, help="grade only this one")
+    p.add_argument("--force", action="store_true", help="re-grade what was already graded")
+    p.set_defaults(func=_grade)
 
     p = sub.add_parser("lab", help="start JupyterLab on the course (what `make lab` runs)")
     p.add_argument("--port", type=int, default=None, help="port to serve on")

@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
         return 0
     from autograder.engine.context import Context, LearnerRaised, NotAttempted
 
-    channel.send(type="ready")
+    channel.send(type="ready", pid=os.getpid())
     for check in job["checks"]:
         name = check["name"]
         workdir = jobdir / "work" / name

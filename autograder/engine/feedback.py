@@ -61,8 +61,13 @@ class Report:
             else:
                 yield v, v.message, v.hint
 
+    def _points(self) -> str:
+        if self.max_score == 0:  # format checks that give feedback but no points
+            return "feedback only"
+        return f"{self.score:g} / {self.max_score:g} points"
+
     def __str__(self) -> str:
-        lines = [f"{self.exercise.title}: {self.score:g} / {self.max_score:g} points"]
+        lines = [f"{self.exercise.title}: {self._points()}"]
         for v, text, hint in self._rows():
             tag = " (hidden check)" if v.hidden else ""
             lines.append(f"  {_ICON[v.status]} {_LABEL[v.status]}{tag}: {text}")
@@ -84,8 +89,8 @@ class Report:
                 f"{_inline_code(text)}{hint_html}</div>")
         return (f"<div class='memcourse-check' style='border-left:4px solid "
                 f"{_COLOUR[self.status]};padding:4px 10px'><strong>"
-                f"{html.escape(self.exercise.title)}</strong> — {self.score:g} / "
-                f"{self.max_score:g} points{''.join(rows)}</div>")
+                f"{html.escape(self.exercise.title)}</strong> — {self._points()}"
+                f"{''.join(rows)}</div>")
 
     @property
     def status(self) -> str:
@@ -137,6 +142,11 @@ def run_exercise(exercise: Exercise, submission: dict[str, Any], only: Iterable[
                  limits: Limits | None = None, show: bool = True) -> Report:
     """Run the exercise's checks (all, or the named ones), show the report, raise on failure."""
     __tracebackhide__ = True
+    if os.environ.get("MEMCOURSE_CHECKS") == "outside":
+        # Under `memcourse grade` the checks run outside the learner's kernel; the score of
+        # this cell comes from there, whatever the kernel does.
+        print("checked by the grader outside this notebook")
+        return Report(exercise, [])
     from autograder.engine.runner import run_checks
 
     names = list(only)

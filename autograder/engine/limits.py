@@ -34,7 +34,10 @@ class Limits:
 
 def apply_in_child(limits: Limits) -> None:
     """Set the rlimits; runs in the child between fork and exec (subprocess `preexec_fn`)."""
-    os.setsid()  # own process group: the parent can stop the child and all its workers at once
+    try:
+        os.setsid()  # own process group: the parent can stop the child and all its workers
+    except OSError:
+        pass  # already a session leader (started with start_new_session)
 
     def cap(which: int, value: int) -> None:
         _soft, hard = resource.getrlimit(which)

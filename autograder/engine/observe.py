@@ -61,6 +61,25 @@ def tree_rss_mib(procs: list[psutil.Process]) -> float:
     return total / MIB
 
 
+def tree_pss_mib(procs: list[psutil.Process]) -> float:
+    """Summed PSS of a process tree: shared pages counted once in total, not once per process.
+
+    Forked workers share most of their parent's pages; summing their RSS would count those
+    pages once per worker and stop honest code for memory it does not use. Falls back to RSS
+    where PSS is unavailable (not Linux).
+    """
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_full_info().pss
+        except (psutil.Error, AttributeError):
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+    return total / MIB
+
+
 def open_files_under(procs: list[psutil.Process], root: Path) -> dict[str, int]:
     """How many file descriptors, over the tree, point at each file below `root`."""
     counts: dict[str, int] = {}

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,14 +140,16 @@ def ship(submission: dict[str, Any], dest: Path) -> None:
 
 
 def _is_learner_file(path: str) -> bool:
+    """True for a module the learner wrote: not installed, not part of the course's packages."""
     if not path:
         return False
     real = os.path.realpath(path)
     for base in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
         if real.startswith(os.path.realpath(base) + os.sep):
             return False
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-    return not real.startswith(here + os.sep)
+    repo = Path(__file__).resolve().parents[2]
+    return not any(real.startswith(str(repo / package) + os.sep)
+                   for package in ("autograder", "memcourse"))
 
 
 def _child_env() -> dict[str, str]:
@@ -163,8 +166,9 @@ def _child_env() -> dict[str, str]:
 class _Child:
     """One child process running a list of checks, watched by the parent."""
 
-    def __init__(self, jobdir: Path, checks: list[Check], limits: Limits):
-        self.jobdir, self.checks, self.limits = jobdir, checks, limits
+    def __init__(self, jobdir: Path, checks: list[Check], limits: Limits, wrap=None):
+        self.jobdir, self.checks, self.limits, self.wrap = jobdir, checks, limits, wrap
+        self.pid = 0  # the Python process itself (a sandbox may start it as a grandchild)
         self.by_name = {c.name: c for c in checks}
         (jobdir / "job.json").write_text(json.dumps({
             "names": json.loads((jobdir / "names.json").read_text()),
@@ -179,10 +183,13 @@ class _Child:
         ctl_r, ctl_w = os.pipe()
         counter = observe.OpenCounter(self.jobdir / "fixtures")
         out = open(self.output, "wb")
+        command = [sys.executable, "-m", "autograder.engine.child", str(self.jobdir), str(ev_w),
+                   str(ctl_r)]
+        if self.wrap is not None:
+            command = self.wrap(command, [self.jobdir])
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "autograder.engine.child", str(self.jobdir), str(ev_w),
-                 str(ctl_r)],
+                command,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 pass_fds=(ev_w, ctl_r), env=_child_env(), cwd=self.jobdir / "work",
                 preexec_fn=lambda: apply_in_child(self.limits))
@@ -265,6 +272,9 @@ class _Child:
                     kind = event.get("type")
                     if kind == "ready":
                         deadline = float("inf")
+                        reported = event.get("pid")
+                        self.pid = reported if reported in {p.pid for p in observe.tree(
+                            proc.pid)} else proc.pid
                     elif kind == "load_failed":
                         for c in self.checks:
                             traces[c.name] = Trace(c.name, outcome="load_failed",
@@ -276,19 +286,19 @@ class _Child:
                         check_started = time.monotonic()
                         deadline = check_started + self.by_name[name].timeout_s
                         counter.drain()
-                        observe.reset_peak(proc.pid)
-                        current.marks.append(self._measure(proc.pid, "start", check_started,
+                        observe.reset_peak(self.pid)
+                        current.marks.append(self._measure(self.pid, "start", check_started,
                                                            counter))
                     elif kind == "op" and current is not None:
                         current.operation = event["op"]
                     elif kind == "mark" and current is not None:
-                        current.marks.append(self._measure(proc.pid, event["label"],
+                        current.marks.append(self._measure(self.pid, event["label"],
                                                            check_started, counter))
-                        observe.reset_peak(proc.pid)
+                        observe.reset_peak(self.pid)
                         os.write(ctl_w, b"ok\n")
                     elif kind in ("done", "not_attempted", "raised", "checker_error") \
                             and current is not None:
-                        current.marks.append(self._measure(proc.pid, "end", check_started,
+                        current.marks.append(self._measure(self.pid, "end", check_started,
                                                            counter))
                         current.outcome = kind
                         current.wall_s = time.monotonic() - check_started
@@ -322,16 +332,16 @@ class _Child:
                 return traces, self._crashed(proc, current, traces, started)
             now = time.monotonic()
             procs = observe.tree(proc.pid)
-            rss = observe.tree_rss_mib(procs)
-            if current is not None:
-                current.peak_tree_mib = max(current.peak_tree_mib, rss)
-            if rss > self.limits.memory_mib:
-                self._stop(proc)
-                return traces, stop_current(
-                    "memory", f"the process and its workers reached {rss / 1024:.1f} GB")
             if len(procs) > self.limits.processes:
                 self._stop(proc)
                 return traces, stop_current("processes", f"{len(procs)} processes were running")
+            used = observe.tree_pss_mib(procs)
+            if current is not None:
+                current.peak_tree_mib = max(current.peak_tree_mib, used)
+            if used > self.limits.memory_mib:
+                self._stop(proc)
+                return traces, stop_current(
+                    "memory", f"the process and its workers reached {used / 1024:.1f} GB")
             if self.output.stat().st_size > self.limits.output_mib * 2**20:
                 self._stop(proc)
                 return traces, stop_current("output")
@@ -401,31 +411,44 @@ def _prepare_fixtures(jobdir: Path, checks: list[Check], fixtures: dict[str, str
                 shutil.copy2(source, target)
 
 
-def run_checks(exercise: Exercise, submission: dict[str, Any], checks: list[Check],
-               limits: Limits | None = None) -> list[Verdict]:
-    """Run `checks` on the learner's objects in child processes and return their verdicts."""
+def run_checks(exercise: Exercise, submission: dict[str, Any] | None, checks: list[Check],
+               limits: Limits | None = None, shipped: Path | None = None,
+               wrap: Callable[[list[str], list[Path]], list[str]] | None = None
+               ) -> list[Verdict]:
+    """Run `checks` on the learner's objects in child processes and return their verdicts.
+
+    `submission` maps the exercise's subject names to the learner's objects; alternatively
+    `shipped` is a blob `ship` already wrote (the grader ships objects from the learner's
+    program and checks them in a process where no learner code ran). `wrap(command,
+    writable)` may prefix the child's command, e.g. with a sandbox.
+    """
     limits = limits or Limits()
     jobdir = Path(tempfile.mkdtemp(prefix="memcourse-check-"))
     try:
         for sub in ("work", "results", "fixtures"):
             (jobdir / sub).mkdir()
-        try:
-            ship(submission, jobdir / "submission.pkl")
-        except ShipError as e:
-            return [_verdict(c, Trace(c.name, outcome="ship_failed",
-                                      error={"message": str(e)}), limits, exercise)
-                    for c in checks]
+        if shipped is not None:
+            shutil.copyfile(shipped, jobdir / "submission.pkl")
+            names = list(exercise.subjects)
+        else:
+            names = sorted(submission or {})
+            try:
+                ship(submission or {}, jobdir / "submission.pkl")
+            except ShipError as e:
+                return [_verdict(c, Trace(c.name, outcome="ship_failed",
+                                          error={"message": str(e)}), limits, exercise)
+                        for c in checks]
         from autograder.engine.child import LEARNER_MODULE, LEARNER_MODULE_SOURCE
 
         (jobdir / f"{LEARNER_MODULE}.py").write_text(LEARNER_MODULE_SOURCE)
-        (jobdir / "names.json").write_text(json.dumps(sorted(submission)))
+        (jobdir / "names.json").write_text(json.dumps(names))
         needed = sorted({f for c in checks for f in c.fixtures})
         fixtures = exercise.make_fixtures() if needed and exercise.make_fixtures else {}
         _prepare_fixtures(jobdir, checks, fixtures)
         traces: dict[str, Trace] = {}
         pending = list(checks)
         while pending:
-            child_traces, stopped_in = _Child(jobdir, pending, limits).run()
+            child_traces, stopped_in = _Child(jobdir, pending, limits, wrap).run()
             traces.update(child_traces)
             if stopped_in is not None:
                 traces.setdefault(stopped_in, Trace(stopped_in, outcome="limit", limit="crash"))
@@ -478,6 +501,8 @@ def _verdict(check: Check, trace: Trace, limits: Limits, exercise: Exercise) -> 
         return verdict(FAILED, f"`{subject}` could not be loaded in a fresh Python process "
                                f"({err.get('type')}: {err.get('message')}).")
     if trace.outcome == "not_attempted":
+        if exercise.not_attempted:
+            return verdict(NOT_ATTEMPTED, exercise.not_attempted.format(op=trace.operation))
         return verdict(NOT_ATTEMPTED, f"Not attempted yet: `{trace.operation}` still raises "
                                       "NotImplementedError. Replace the "
                                       "`raise NotImplementedError()` lines with your code.")

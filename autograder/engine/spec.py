@@ -51,6 +51,9 @@ class Exercise:
     make_fixtures: Callable[[], dict[str, str]] | None = None
     hints: list[str] = field(default_factory=list)
     solution: str = ""
+    # How to say "not attempted" when the default ("`op` still raises NotImplementedError")
+    # reads oddly, e.g. for a variable; `{op}` is replaced by the operation.
+    not_attempted: str = ""
 
     def check(self, short_name: str) -> Check:
         """Return the check called `short_name` (with or without the exercise prefix)."""

@@ -1,0 +1,125 @@
+"""Execute a notebook the way nbgrader does, but survive what kills or hangs a kernel.
+
+`ResilientExecute` is nbgrader's `Execute` preprocessor with three additions: when the kernel
+dies (segfault, `os._exit`, out-of-memory kill) or a cell cannot be interrupted, the cell is
+marked with an error that says so, a fresh kernel re-runs the cells before it, and execution
+goes on after it; a whole-notebook time limit ends a run that would take too long; and what
+happened is recorded in `resources["memcourse"]` so the grader can flag it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute
+from traitlets import Float, Integer
+
+KERNEL_NAME = "memcourse-sandbox"
+
+
+def _error(ename: str, evalue: str) -> NotebookNode:
+    return NotebookNode(output_type="error", ename=ename, evalue=evalue,
+                        traceback=[f"{ename}: {evalue}"])
+
+
+class ResilientExecute(Execute):
+    """nbgrader's Execute, restarting the kernel past a cell that killed it."""
+
+    notebook_timeout = Float(
+        900.0, help="Seconds the whole notebook may take; later cells are marked as timed out."
+    ).tag(config=True)
+    max_restarts = Integer(
+        4, help="Fresh kernels to start after crashes before giving up on the rest."
+    ).tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        """Execute every code cell; a crash or a hung cell costs only that cell."""
+        from nbclient import NotebookClient
+
+        report = {"kernel_died": [], "timeout": [], "notebook_timeout": False}
+        resources = resources if resources is not None else {}
+        skipped: dict[int, NotebookNode] = {}
+        deadline = time.monotonic() + self.notebook_timeout
+        restarts = 0
+        while True:
+            NotebookClient.__init__(self, nb, km)
+            self.reset_execution_trackers()
+            self._check_assign_resources(resources)
+            current = {"index": None}
+            try:
+                with self.setup_kernel():
+                    info = self.wait_for_reply(self.kc.kernel_info())
+                    if info:
+                        self.nb.metadata["language_info"] = info["content"]["language_info"]
+                    for index, cell in enumerate(self.nb.cells):
+                        if cell.cell_type != "code":
+                            continue
+                        if index in skipped:
+                            cell.outputs = [skipped[index]]
+                            continue
+                        if time.monotonic() > deadline:
+                            report["notebook_timeout"] = True
+                            cell.outputs = [_error(
+                                "NotebookTimeout", "not run: the notebook exceeded its "
+                                f"{self.notebook_timeout:.0f} s time limit")]
+                            continue
+                        current["index"] = index
+                        self.preprocess_cell(cell, resources, index)
+                break
+            except (DeadKernelError, CellTimeoutError, RuntimeError) as e:
+                index = current["index"]
+                if index is None or restarts >= self.max_restarts:
+                    self._give_up(report, index, e)
+                    break
+                restarts += 1
+                if isinstance(e, CellTimeoutError):
+                    report["timeout"].append(index)
+                    skipped[index] = _error(
+                        "CellTimeoutError", f"this cell did not finish within {self.timeout} s "
+                        "and could not be interrupted; the grader stopped its kernel and "
+                        "continued with the next cell")
+                else:
+                    report["kernel_died"].append(index)
+                    skipped[index] = _error(
+                        "KernelDied", "the kernel died while running this cell (a crash, "
+                        "os._exit, or running out of memory); the grader restarted it, re-ran "
+                        "the cells before this one, and continued with the next cell")
+        self.set_widgets_metadata()
+        resources["memcourse"] = report
+        return self.nb, resources
+
+    def _give_up(self, report: dict, index: int | None, error: Exception) -> None:
+        report["kernel_died"].append(index if index is not None else -1)
+        message = _error("KernelDied", f"grading stopped here: {type(error).__name__}")
+        for i, cell in enumerate(self.nb.cells):
+            if cell.cell_type == "code" and index is not None and i >= index:
+                cell.outputs = [message]
+
+
+def install_kernelspec(base: Path, limits_json: str = "{}") -> Path:
+    """Write the sandboxed kernel's kernelspec under `base`; return the folder for JUPYTER_PATH."""
+    spec_dir = base / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "autograder.grading.kernel_launcher",
+                 "{connection_file}"],
+        "display_name": "Python 3 (memcourse grader)",
+        "language": "python",
+        # SIGINT sent to bubblewrap does not reach the kernel inside; interrupt by message.
+        "interrupt_mode": "message",
+        "env": {"MEMCOURSE_KERNEL_LIMITS": limits_json},
+    }))
+    return base
+
+
+def ipc_directory() -> Path:
+    """A short private folder for the kernel's IPC sockets (socket paths are limited to ~100
+    characters, and a sandbox without network cannot use TCP on the host's loopback)."""
+    return Path(tempfile.mkdtemp(prefix="mc-ipc-", dir="/tmp" if os.path.isdir("/tmp") else None))

@@ -1,0 +1,123 @@
+"""The graded program: the instructor's locked cells plus the learner's answer cells, run fresh.
+
+Run as `python -m autograder.grading.program NOTEBOOK OUTDIR [--skip 3,7]` (inside the sandbox).
+Test cells are not executed. Where a test cell calls `check_<exercise>(Obj, "check", ...)`, the
+objects it names are taken from the program's namespace at that point and shipped (cloudpickle,
+by value) to OUTDIR; the checks themselves run later, in a process where no learner code ever
+ran. Progress is written after every cell, so the caller can restart past a cell that kills the
+process.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+
+PROGRESS = "progress.jsonl"
+CALLS = "calls.jsonl"
+
+
+def role(cell) -> str:
+    """'test', 'program' (locked setup or answer code) or 'skip' for a notebook cell."""
+    if cell.cell_type != "code":
+        return "skip"
+    meta = cell.metadata.get("nbgrader", {})
+    if meta.get("grade") and not meta.get("solution"):
+        return "test"
+    if meta.get("solution") or meta.get("locked"):
+        return "program"
+    return "skip"
+
+
+def check_calls(source: str) -> list[dict]:
+    """The `check_*(objects..., "check", ...)` calls in a test cell, in order."""
+    calls = []
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return calls
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id.startswith("check_"):
+            objects = [ast.unparse(a) for a in node.args
+                       if not (isinstance(a, ast.Constant) and isinstance(a.value, str))]
+            names = [a.value for a in node.args
+                     if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            calls.append({"function": node.func.id, "objects": objects, "checks": names,
+                          "line": node.lineno})
+    return sorted(calls, key=lambda c: c["line"])
+
+
+def _append(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run(notebook: Path, outdir: Path, skip: set[int]) -> None:
+    """Execute the program cells in order; ship each check call's objects as it is reached."""
+    import nbformat
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from autograder.engine.runner import ShipError, ship
+    from autograder.exercises import all_exercises
+
+    exercises = all_exercises()
+    nb = nbformat.read(notebook, as_version=4)
+    shell = InteractiveShell.instance()
+    objects_dir = outdir / "objects"
+    objects_dir.mkdir(parents=True, exist_ok=True)
+    progress, calls_file = outdir / PROGRESS, outdir / CALLS
+    for index, cell in enumerate(nb.cells):
+        kind = role(cell)
+        if kind == "skip" or index in skip:
+            continue
+        _append(progress, {"start": index})
+        if kind == "program":
+            result = shell.run_cell(cell.source, store_history=False)
+            error = result.error_in_exec or result.error_before_exec
+            _append(progress, {"done": index, "error": f"{type(error).__name__}: {error}"
+                               if error else None})
+            continue
+        grade_id = cell.metadata["nbgrader"]["grade_id"]
+        for k, call in enumerate(check_calls(cell.source)):
+            record = {"cell": index, "grade_id": grade_id, "call": k, **call}
+            exercise = exercises.get(call["function"])
+            if exercise is None:
+                record["error"] = f"unknown check function {call['function']}"
+            elif len(call["objects"]) != len(exercise.subjects):
+                record["error"] = (f"{call['function']} expects {len(exercise.subjects)} "
+                                   "object(s)")
+            else:
+                try:
+                    values = [eval(expr, shell.user_ns) for expr in call["objects"]]  # noqa: S307
+                    blob = objects_dir / f"{index}-{k}.pkl"
+                    ship(dict(zip(exercise.subjects, values, strict=True)), blob)
+                    record["blob"] = str(blob)
+                except ShipError as e:
+                    record["ship_error"] = str(e)
+                except Exception as e:  # the learner never defined it, or it raised
+                    record["missing"] = f"{type(e).__name__}: {e}"
+            _append(calls_file, record)
+        _append(progress, {"done": index, "error": None})
+
+
+def main(argv: list[str]) -> int:
+    notebook, outdir = Path(argv[0]), Path(argv[1])
+    skip = set()
+    if len(argv) > 3 and argv[2] == "--skip" and argv[3]:
+        skip = {int(i) for i in argv[3].split(",")}
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ["MEMCOURSE_CHECKS"] = "outside"  # check calls in answer cells do nothing here
+    os.chdir(notebook.parent)
+    sys.path.insert(0, str(notebook.parent))
+    run(notebook, outdir, skip)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

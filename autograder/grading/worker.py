@@ -1,0 +1,253 @@
+"""Prepare one submission for grading: sanitize, execute in a sandbox, check outside the kernel.
+
+Runs in its own process (`python -m autograder.grading.worker JOB.json`), many at once. It never
+writes the gradebook: it reads a private copy of it (nbgrader's OverwriteCells needs the source
+cells) and writes a prepared result that the single gradebook writer applies afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import nbformat
+from traitlets.config import Config
+
+from autograder.engine.limits import Limits, apply_in_child
+from autograder.grading import program
+from autograder.grading.sandbox import Sandbox
+
+MAX_PROGRAM_RESTARTS = 4
+
+
+def grading_config(job: dict) -> Config:
+    """nbgrader settings shared by the workers and the gradebook writer."""
+    c = Config()
+    c.OverwriteCells.add_missing_cells = True  # a deleted test cell comes back, worth its points
+    c.Execute.skip_cells_with_tag = "memcourse-instructor-skip"
+    c.ResilientExecute.timeout = job["cell_timeout_s"]
+    c.ResilientExecute.notebook_timeout = job["notebook_timeout_s"]
+    c.ResilientExecute.skip_cells_with_tag = "memcourse-instructor-skip"
+    return c
+
+
+def sanitize(job: dict, source: Path, dest: Path) -> tuple[nbformat.NotebookNode, list[str]]:
+    """Run nbgrader's sanitizing preprocessors (and ours) on the submitted notebook."""
+    from nbgrader.preprocessors import (
+        CheckCellMetadata,
+        ClearOutput,
+        DeduplicateIds,
+        OverwriteCells,
+        OverwriteKernelspec,
+    )
+
+    from autograder.grading.preprocessors import RestoreSubmission, find_tampering
+
+    nb = nbformat.read(source, as_version=4)
+    release = nbformat.read(job["release_notebook"], as_version=4)
+    tampering = find_tampering(nb, release)
+    resources = {"nbgrader": {"notebook": job["notebook"], "assignment": job["assignment"],
+                              "student": job["student"], "db_url": job["db_url"]},
+                 "metadata": {"path": str(dest.parent)}}
+    config = grading_config(job)
+    for pp in (ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
+               CheckCellMetadata, RestoreSubmission):
+        nb, resources = pp(config=config).preprocess(nb, resources)
+    nbformat.write(nb, dest)
+    return nb, tampering
+
+
+def execute_in_kernel(job: dict, nb: nbformat.NotebookNode, workdir: Path
+                      ) -> tuple[nbformat.NotebookNode, dict]:
+    """Run the notebook in a sandboxed, limited kernel that survives crashes."""
+    from autograder.grading.execute import (
+        KERNEL_NAME,
+        ResilientExecute,
+        install_kernelspec,
+        ipc_directory,
+    )
+
+    spec_base = install_kernelspec(Path(job["scratch"]) / "jupyter",
+                                   json.dumps(job["kernel_limits"]))
+    os.environ["JUPYTER_PATH"] = str(spec_base)
+    ipc = ipc_directory()
+    config = grading_config(job)
+    config.ResilientExecute.kernel_name = KERNEL_NAME
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = str(ipc / "k")
+    try:
+        executor = ResilientExecute(config=config)
+        nb, resources = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
+    finally:
+        shutil.rmtree(ipc, ignore_errors=True)
+    return nb, resources["memcourse"]
+
+
+def run_program(job: dict, notebook: Path, outdir: Path, sandbox: Sandbox) -> dict:
+    """Run the graded program, restarting past a cell that kills it or runs too long."""
+    limits = Limits(**job["kernel_limits"])
+    skip: list[int] = []
+    report: dict = {"died_in": [], "timed_out": [], "errors": {}}
+    for _ in range(MAX_PROGRAM_RESTARTS + 1):
+        for name in (program.PROGRESS, program.CALLS):
+            (outdir / name).unlink(missing_ok=True)
+        command = sandbox.wrap([sys.executable, "-m", "autograder.grading.program",
+                                str(notebook), str(outdir), "--skip",
+                                ",".join(map(str, skip))])
+        with open(outdir / "program.log", "ab") as log:
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=notebook.parent,
+                                    preexec_fn=lambda: apply_in_child(limits))
+            timed_out = _wait(proc, outdir, job["cell_timeout_s"], job["notebook_timeout_s"])
+        done, started_cell = _progress(outdir)
+        if proc.returncode == 0 and not timed_out:
+            break
+        if started_cell is None or started_cell in done:
+            break  # it stopped between cells: nothing to skip
+        (report["timed_out"] if timed_out else report["died_in"]).append(started_cell)
+        skip.append(started_cell)
+    path = outdir / program.PROGRESS
+    for line in path.read_text().splitlines() if path.exists() else []:
+        record = json.loads(line)
+        if record.get("error"):
+            report["errors"][str(record["done"])] = record["error"]
+    return report
+
+
+def _wait(proc: subprocess.Popen, outdir: Path, cell_timeout: float,
+          total_timeout: float) -> bool:
+    """Wait for the program; kill it when one cell or the whole run takes too long."""
+    started = time.monotonic()
+    cell, cell_started = None, started
+    while proc.poll() is None:
+        time.sleep(0.2)
+        _, current = _progress(outdir)
+        now = time.monotonic()
+        if current != cell:
+            cell, cell_started = current, now
+        if now - cell_started > cell_timeout or now - started > total_timeout:
+            proc.kill()
+            proc.wait()
+            return True
+    return False
+
+
+def _progress(outdir: Path) -> tuple[set[int], int | None]:
+    done, last = set(), None
+    path = outdir / program.PROGRESS
+    if path.exists():
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if "start" in record:
+                last = record["start"]
+            if "done" in record:
+                done.add(record["done"])
+    return done, last
+
+
+def check_outside(job: dict, outdir: Path, sandbox: Sandbox) -> list[dict]:
+    """Run the checks of every check call the program reached, in this clean process."""
+    from autograder.engine.runner import run_checks
+    from autograder.engine.spec import ERROR, FAILED, Verdict
+    from autograder.exercises import all_exercises
+
+    exercises = all_exercises()
+    limits = Limits(**job["check_limits"])
+
+    def wrap(command: list[str], writable: list[Path]) -> list[str]:
+        return Sandbox(writable=writable, hidden=sandbox.hidden).wrap(command)
+
+    calls = []
+    path = outdir / program.CALLS
+    records = [json.loads(line) for line in path.read_text().splitlines()] \
+        if path.exists() else []
+    for record in records:
+        exercise = exercises.get(record["function"])
+        if exercise is None:
+            calls.append({**record, "verdicts": []})
+            continue
+        checks = ([exercise.check(n) for n in record["checks"]] if record["checks"]
+                  else list(exercise.checks))
+        if "blob" in record:
+            verdicts = run_checks(exercise, None, checks, limits, shipped=Path(record["blob"]),
+                                  wrap=wrap if sandbox.available else None)
+        else:
+            problem = record.get("ship_error") or record.get("missing") or record.get("error")
+            status = FAILED if "ship_error" in record or "missing" in record else ERROR
+            names = ", ".join(record["objects"])
+            message = (f"`{names}` {problem}" if "ship_error" in record else
+                       f"`{names}` could not be found after running your answer cells "
+                       f"({problem})." if "missing" in record else problem)
+            verdicts = [Verdict(c.name, status, 0.0, c.points, message, c.verifies, c.hidden,
+                                c.hint) for c in checks]
+        calls.append({**record, "verdicts": [asdict(v) for v in verdicts]})
+    return calls
+
+
+def cell_names(nb) -> dict[str, str]:
+    """How the report names each code cell: its grade_id, or its number and first line."""
+    names = {}
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        code = "; ".join(line.strip() for line in cell.source.splitlines() if line.strip())
+        code = code if len(code) <= 60 else code[:57] + "..."
+        names[str(i)] = f"cell {i + 1} (`{grade_id}`)" if grade_id else f"cell {i + 1} (`{code}`)"
+    return names
+
+
+def main(job_path: str) -> int:
+    job = json.loads(Path(job_path).read_text())
+    workdir = Path(job["workdir"])
+    outdir = Path(job["outdir"])
+    if outdir.exists():
+        shutil.rmtree(outdir)
+    outdir.mkdir(parents=True)
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    shutil.copytree(job["submission_dir"], workdir)
+    sanitized_path = workdir / f"{job['notebook']}.ipynb"
+    result: dict = {"student": job["student"], "assignment": job["assignment"],
+                    "notebook": job["notebook"], "flags": [], "problems": []}
+    started = time.monotonic()
+    try:
+        nb, tampering = sanitize(job, Path(job["submitted_notebook"]), sanitized_path)
+        result["cell_names"] = cell_names(nb)
+        if tampering:
+            result["flags"].append("tampered")
+            result["tampering"] = tampering
+        hidden = [Path(p) for p in job["hide"]]
+        sandbox = Sandbox(writable=[workdir, outdir], hidden=hidden)
+        if not sandbox.available:
+            result["flags"].append("sandbox_unavailable")
+        os.environ["MEMCOURSE_SANDBOX_HIDE"] = os.pathsep.join(job["hide"])
+        os.environ["MEMCOURSE_CHECKS"] = "outside"
+        os.environ["MPLBACKEND"] = "Agg"
+        executed, kernel = execute_in_kernel(job, nbformat.reads(nbformat.writes(nb), 4),
+                                             workdir)
+        nbformat.write(executed, outdir / "executed.ipynb")
+        result["kernel"] = kernel
+        result["program"] = run_program(job, sanitized_path, outdir, sandbox)
+        os.environ.pop("MEMCOURSE_CHECKS", None)
+        result["calls"] = check_outside(job, outdir, sandbox)
+        result["status"] = "prepared"
+    except Exception as e:  # a broken submission or a grader bug: say which, lose nothing else
+        import traceback
+
+        result["status"] = "error"
+        result["problems"].append(f"{type(e).__name__}: {e}")
+        result["traceback"] = traceback.format_exc()[-3000:]
+    result["wall_s"] = round(time.monotonic() - started, 2)
+    (outdir / "prepared.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
