@@ -319,3 +319,18 @@ def test_missing_submissions_folder_is_a_clear_error(tmp_path):
     with pytest.raises(GradingError, match="does not exist"):
         grade(tmp_path / "nope", tmp_path / "out", root=copy_course(tmp_path / "c"))
 
+
+
+def test_an_lms_zip_is_graded_like_a_folder(graded, tmp_path):
+    """Is a Canvas-style bulk download (zip) collected by nbgrader and graded the same way?"""
+    import zipfile
+
+    archive = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"zipper_1001_2001_{A}.ipynb", nbformat.writes(_solution()))
+        z.writestr(f"zapper_LATE_1002_2002_{A}-1.ipynb", nbformat.writes(_release()))
+    records = grade(archive, tmp_path / "out", assignment=A, root=graded["root"],
+                    settings=graded["settings"], progress=False)
+    by_student = {r["student"]: r for r in records}
+    assert (by_student["zipper"]["status"], by_student["zipper"]["score"]) == ("graded", FULL)
+    assert (by_student["zapper"]["status"], by_student["zapper"]["score"]) == ("graded", 0.0)

@@ -44,37 +44,48 @@ class Settings:
     check_limits: Limits = Limits()
 
 
+# Canvas's bulk download names each file <lastfirst>_[LATE_]<userid>_<submissionid>_<file>;
+# set c.FileNameCollectorPlugin.named_regexp in nbgrader_config.py for another LMS.
+DEFAULT_ZIP_REGEXP = (r"^(?:.*/)?(?P<student_id>[^_/]+)_(?:LATE_|late_)?\d+_\d+_"
+                      r"(?P<file_id>[^/]+\.ipynb)$")
+
+
 def _collect_zip(zip_path: Path, root: Path, staging: Path) -> Path:
     """Turn an LMS bulk download into nbgrader's submitted layout with nbgrader's zip_collect."""
+    import re
+
+    config = course.load_config(root)
+    regexp = config.FileNameCollectorPlugin.get("named_regexp") or DEFAULT_ZIP_REGEXP
     shutil.rmtree(staging, ignore_errors=True)
     archive = staging / "downloaded" / "upload" / "archive"
     archive.mkdir(parents=True)
     shutil.copy2(zip_path, archive / zip_path.name)
-    assignment = "upload"
-    config = staging / "nbgrader_config.py"
-    config.write_text(
+    (staging / "nbgrader_config.py").write_text(
         "c = get_config()\n"
         f"c.CourseDirectory.root = {str(staging)!r}\n"
         "c.CourseDirectory.submitted_directory = 'submitted'\n"
-        # <student>_<assignment>_<notebook>.ipynb, e.g. alice_05_hdf5_dataset_05_hdf5_dataset
-        "c.FileNameCollectorPlugin.named_regexp = "
-        "r'.*?(?P<student_id>[A-Za-z0-9.-]+)__(?P<file_id>\\d\\d_[a-z0-9_]+\\.ipynb)$'\n"
-    )
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", "zip_collect", assignment,
+        f"c.FileNameCollectorPlugin.named_regexp = {regexp!r}\n")
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", "zip_collect", "upload",
                            "--force"], cwd=staging, capture_output=True, text=True,
                           env={**os.environ, "PATH": f"{Path(sys.executable).parent}"
                                                      f"{os.pathsep}{os.environ['PATH']}"})
     collected = staging / "submitted"
     if proc.returncode != 0 or not collected.is_dir():
-        raise GradingError(f"nbgrader zip_collect could not read {zip_path.name}:\n"
-                           f"{proc.stderr[-2000:]}")
-    # zip_collect puts every file under <student>/upload/; move each notebook to its assignment.
+        raise GradingError(f"nbgrader zip_collect could not read {zip_path.name}; expected "
+                           "files named like alice_1234_5678_05_hdf5_dataset.ipynb:\n"
+                           f"{proc.stderr[-1500:]}")
+    # zip_collect puts every file under <student>/upload/; each notebook's name (minus an LMS
+    # "-1" resubmission suffix) says which assignment it belongs to.
     layout = staging / "layout"
-    for student_dir in collected.iterdir():
-        for nb in (student_dir / assignment).glob("*.ipynb"):
-            dest = layout / student_dir.name / nb.stem
+    for student_dir in sorted(collected.iterdir()):
+        for nb in sorted((student_dir / "upload").glob("*.ipynb")):
+            assignment = re.sub(r"-\d+$", "", nb.stem)
+            dest = layout / student_dir.name / assignment
             dest.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(nb, dest / nb.name)
+            shutil.copy2(nb, dest / f"{assignment}.ipynb")
+    if not layout.is_dir():
+        raise GradingError(f"{zip_path.name} holds no notebook named like "
+                           "alice_1234_5678_05_hdf5_dataset.ipynb.")
     return layout
 
 
