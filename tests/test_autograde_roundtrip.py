@@ -70,3 +70,16 @@ def test_release_scores_zero_and_fails_only_on_stubs(graded, name):
     sub = graded[name, "blank"]
     assert sub["score"] == 0, sub
     assert _error_names(sub["notebook"]) == {"NotImplementedError"}
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_release_check_cells_say_not_attempted(graded, name):
+    """Does every check-based test cell of the untouched notebook say "not attempted"?"""
+    nb = graded[name, "blank"]["notebook"]
+    cells = [c for c in nb.cells if c.cell_type == "code"
+             and c.metadata.get("nbgrader", {}).get("grade") and "check_" in c.source]
+    assert cells
+    for cell in cells:
+        text = " ".join(str(o.get("data", {}).get("text/plain", "")) + o.get("text", "")
+                        + str(o.get("evalue", "")) for o in cell.outputs).lower()
+        assert "not attempted" in text, (cell.metadata["nbgrader"]["grade_id"], text[:300])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import nbformat
 import pytest
@@ -20,7 +21,8 @@ from tests.helpers import ROOT, copy_course
 pytestmark = pytest.mark.slow
 
 A = "03_on_the_fly_loading"
-FULL = 6.0  # 4 points for values, 2 for memory
+FULL = 6.0  # 4 points for values (values, length, transform, random indices), 2 for memory
+WRONG_SCORE = 3.0  # dividing by 256 keeps only the length (1) and memory (2) points
 WRONG_SCALE = ("image = torch.from_numpy(np.load(self.paths[idx])).float() / 255",
                "image = torch.from_numpy(np.load(self.paths[idx])).float() / 256")
 
@@ -42,10 +44,10 @@ def _answer(nb):
 
 
 def _wrong():
-    """A submission whose dataset divides by 256: values fail, memory passes (2 points)."""
+    """A submission whose dataset divides by 256: WRONG_SCORE points."""
     nb = _release()
-    source = _answer(_solution()).source
-    source = source.replace("### BEGIN SOLUTION\n", "").replace("### END SOLUTION\n", "")
+    source = re.sub(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", "",
+                    _answer(_solution()).source, flags=re.M)
     _answer(nb).source = source.replace(*WRONG_SCALE)
     return nb
 
@@ -69,6 +71,10 @@ def _build_class(root):
         "kernel_crash": _insert_after_answer(sol(), "import os\nos._exit(1)"),
         "hang": _insert_after_answer(sol(), "total = sum(range(10**13))"),
         "memory_bomb": _append_to_answer(sol(), "waste = np.ones(20_000_000_000, np.uint8)"),
+        "print_flood": _insert_after_answer(sol(), "for i in range(10**6):\n    print('x' * 100)"),
+        "process_flood": _insert_after_answer(sol(), (
+            "import os, time\nfor _ in range(60):\n    if os.fork() == 0:\n"
+            "        time.sleep(60)\n        os._exit(0)\ntime.sleep(60)")),
         "skip_tags": _wrong(),
         "input_transformer": _append_to_answer(
             _wrong(), "get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])"),
@@ -218,11 +224,20 @@ def test_a_memory_bomb_is_a_labelled_failure_not_a_lost_submission(graded):
     assert "memory_limit" in r["flags"]
 
 
+@pytest.mark.parametrize("student,flag", [("print_flood", "huge_output"),
+                                          ("process_flood", "process_limit")])
+def test_floods_are_cut_and_flagged(graded, student, flag):
+    """Is a print flood cut, or a process flood stopped, keeping the credit already earned?"""
+    r = _record(graded, student)
+    assert (r["status"], r["score"]) == ("graded", FULL)
+    assert flag in r["flags"], r
+
+
 @pytest.mark.parametrize("student", ["skip_tags", "input_transformer", "monkeypatch"])
 def test_integrity_bypasses_earn_nothing(graded, student):
     """Do skip tags, input transformers and monkeypatching leave a wrong answer's score as is?"""
     r = _record(graded, student)
-    assert r["score"] == 2.0, r
+    assert r["score"] == WRONG_SCORE, r
     values = next(c for c in r["cells"] if c["grade_id"] == "lazy_npy_dataset_values")
     assert values["status"] == "failed"
     if student != "monkeypatch":
@@ -233,7 +248,9 @@ def test_an_object_equal_to_everything_fails(graded):
     """Does returning an object whose __eq__ is always True fail the value checks?"""
     r = _record(graded, "always_equal")
     values = next(c for c in r["cells"] if c["grade_id"] == "lazy_npy_dataset_values")
-    assert values["score"] == 0.0 and values["status"] == "failed"
+    assert values["status"] == "failed"
+    assert values["score"] == 1.0  # only the length check can pass
+    assert "is a Same" in values["message"]
 
 
 @pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
@@ -247,7 +264,7 @@ def test_solutions_cannot_be_read_while_grading(graded):
 def test_edited_and_deleted_test_cells_are_restored(graded):
     """Are edited, re-weighted and deleted test cells restored and graded at their own points?"""
     r = _record(graded, "edited_tests")
-    assert (r["score"], r["max_score"]) == (2.0, FULL)
+    assert (r["score"], r["max_score"]) == (WRONG_SCORE, FULL)
     assert "tampered" in r["flags"]
     assert {c["grade_id"] for c in r["cells"]} == {"lazy_npy_dataset_values",
                                                   "lazy_npy_dataset_stays_small"}

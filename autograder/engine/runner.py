@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from autograder.engine.spec import (
     Fail,
     Verdict,
 )
+from autograder.engine.zygote import Zygote
 
 STARTUP_TIMEOUT_S = 90.0  # importing torch in a fresh process takes seconds on a busy laptop
 POLL_S = 0.02
@@ -185,14 +186,20 @@ class _Child:
         out = open(self.output, "wb")
         command = [sys.executable, "-m", "autograder.engine.child", str(self.jobdir), str(ev_w),
                    str(ctl_r)]
-        if self.wrap is not None:
-            command = self.wrap(command, [self.jobdir])
+        env = _child_env()
+        zygote = Zygote.get(env) if self.wrap is None else None
         try:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                pass_fds=(ev_w, ctl_r), env=_child_env(), cwd=self.jobdir / "work",
-                preexec_fn=lambda: apply_in_child(self.limits))
+            if zygote is not None:  # a warm fork: no 3 s of importing torch again
+                proc = zygote.spawn(str(self.jobdir), ev_w, ctl_r, str(self.jobdir / "work"),
+                                    env, asdict(self.limits), str(self.output))
+            else:
+                if self.wrap is not None:
+                    command = self.wrap(command, [self.jobdir])
+                proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    pass_fds=(ev_w, ctl_r), env=env, cwd=self.jobdir / "work",
+                    preexec_fn=lambda: apply_in_child(self.limits))
         finally:
             os.close(ev_w)
             os.close(ctl_r)

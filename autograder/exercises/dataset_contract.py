@@ -69,7 +69,10 @@ def read_items(ctx, ds, indices: Sequence[int]) -> dict:
                     "not_a_pair": f"ds[{i}] returned {type(item).__name__}, not an "
                                   "(image, label) pair"}
         image, label = item
-        ctx.save_array(f"item_{k}", _as_array(image))
+        array = _as_array(image)
+        if array.dtype.kind not in "biuf":  # not numbers: judge_types says what it was
+            array = np.zeros(0, dtype=np.float32)
+        ctx.save_array(f"item_{k}", array)
         labels.append(_as_int(label))
         kinds.append({"image": _kind(image), "label": _kind(label)})
     ctx.save_array("item_labels", np.array(labels, dtype=np.int64))

@@ -15,6 +15,7 @@ import numpy as np
 from autograder.engine import fixtures
 from autograder.engine.feedback import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
+from autograder.exercises import dataset_contract as contract
 
 SUBJECT = "LazyNpyDataset"
 SMALL = "small_npy"
@@ -50,61 +51,9 @@ class ReferenceLazyNpyDataset:
 # ----------------------------------------------------------------------------- in the child
 
 
-def _read(ctx, ds, indices) -> dict:
-    """Read `indices`; save images and labels as arrays; return data for the judge."""
-    labels = []
-    for k, i in enumerate(indices):
-        item = ctx.call(f"ds[{i}]", ds.__getitem__, i)
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            return {"indices": indices,
-                    "shape_error": f"ds[{i}] returned {type(item).__name__}, not an "
-                                   "(image, label) pair"}
-        image, label = item
-        ctx.save_array(f"item_{k}", _as_array(image))
-        labels.append(_as_int(label))
-    ctx.save_array("item_labels", np.array(labels, dtype=np.int64))
-    return {"indices": indices}
-
-
-def _as_array(image):
-    import torch
-
-    if isinstance(image, torch.Tensor):
-        return image.detach().cpu().numpy()
-    return np.asarray(image)
-
-
-def _as_int(label):
-    import torch
-
-    if isinstance(label, torch.Tensor):
-        return int(label.item()) if label.numel() == 1 else -(10**12)
-    try:
-        return int(label)
-    except (TypeError, ValueError):
-        return -(10**12)
-
-
-def _describe_items(ctx, ds, indices) -> dict:
-    import torch
-
-    kinds = []
-    for i in indices:
-        image, _ = ctx.call(f"ds[{i}]", ds.__getitem__, i)
-        kinds.append({"type": type(image).__name__,
-                      "dtype": str(image.dtype).replace("torch.", "") if hasattr(image, "dtype")
-                      else "", "tensor": isinstance(image, torch.Tensor)})
-    return {"kinds": kinds}
-
-
 def act_values(ctx, submission):
-    cls = submission[SUBJECT]
-    folder = ctx.fixtures[SMALL]
-    ds = ctx.call(f"{SUBJECT}(folder)", cls, folder)
-    data = _read(ctx, ds, [0, 7, 39])
-    if "shape_error" in data:
-        return data
-    return {**data, **_describe_items(ctx, ds, data["indices"])}
+    ds = ctx.call(f"{SUBJECT}(folder)", submission[SUBJECT], ctx.fixtures[SMALL])
+    return contract.read_items(ctx, ds, [0, 7, 39])
 
 
 def act_length(ctx, submission):
@@ -118,13 +67,13 @@ def act_transform(ctx, submission):
 
     ds = ctx.call(f"{SUBJECT}(folder, transform=flip)", submission[SUBJECT],
                   ctx.fixtures[SMALL], transform=flip)
-    return _read(ctx, ds, [3, 21])
+    return contract.read_items(ctx, ds, [3, 21])
 
 
 def act_random_indices(ctx, submission):
     ds = ctx.call(f"{SUBJECT}(folder)", submission[SUBJECT], ctx.fixtures[SMALL])
     indices = [int(i) for i in np.random.default_rng(5).permutation(40)[:12]]
-    return _read(ctx, ds, indices)
+    return contract.read_items(ctx, ds, indices)
 
 
 def act_stays_small(ctx, submission):
@@ -152,51 +101,18 @@ def act_stays_small(ctx, submission):
 # ----------------------------------------------------------------------------- in the parent
 
 
-def _expected(indices):
-    folder = Path(make_fixtures()[SMALL])
-    labels = np.load(folder / "labels.npy")
-    return [np.load(folder / f"{i:06d}.npy").astype(np.float32) / 255 for i in indices], \
-        [int(labels[i]) for i in indices]
+def _image(i: int) -> np.ndarray:
+    return np.load(Path(make_fixtures()[SMALL]) / f"{i:06d}.npy")
 
 
-def _compare(trace, transform=None) -> None:
-    indices = trace.data["indices"]
-    if "shape_error" in trace.data:
-        raise Fail(trace.data["shape_error"] + ".")
-    images, labels = _expected(indices)
-    for k, i in enumerate(indices):
-        got, want = trace.arrays[f"item_{k}"], images[k]
-        if transform is not None:
-            want = transform(want)
-        if got.shape != want.shape:
-            raise Fail(f"ds[{i}][0] has shape {tuple(got.shape)}; expected {tuple(want.shape)} "
-                       "(channels, height, width), as stored in the file.")
-        if not np.allclose(got.astype(np.float64), want, atol=1e-6):
-            scale = float(got.max()) if got.size else 0.0
-            if transform is not None and np.allclose(got, images[k], atol=1e-6):
-                raise Fail(f"ds[{i}][0] ignores the `transform` passed to the constructor.")
-            if scale > 1.5:
-                raise Fail(f"ds[{i}][0] has values up to {scale:.0f}: divide the uint8 values "
-                           "by 255 so they lie in [0, 1].")
-            raise Fail(f"ds[{i}][0] does not hold the file's pixels divided by 255 (largest "
-                       f"difference {np.abs(got - want).max():.4f}).")
-    got_labels = [int(x) for x in trace.arrays["item_labels"]]
-    for k, i in enumerate(indices):
-        if got_labels[k] != labels[k]:
-            raise Fail(f"ds[{i}][1] is {got_labels[k]}, but labels.npy holds {labels[k]} at "
-                       f"index {i}.")
+def _label(i: int) -> int:
+    return int(np.load(Path(make_fixtures()[SMALL]) / "labels.npy")[i])
 
 
 def judge_values(trace) -> None:
-    _compare(trace)
-    for k, kind in enumerate(trace.data["kinds"]):
-        i = trace.data["indices"][k]
-        if not kind["tensor"]:
-            raise Fail(f"ds[{i}][0] is a {kind['type']}; return a torch tensor "
-                       "(torch.from_numpy(...)).")
-        if kind["dtype"] != "float32":
-            raise Fail(f"ds[{i}][0] has dtype {kind['dtype']}; models expect float32 "
-                       "(use `.float()`, not NumPy's float64 division).")
+    contract.judge_types(trace, 20, 24)
+    contract.judge_images(trace, _image)
+    contract.judge_labels(trace, _label)
 
 
 def judge_length(trace) -> None:
@@ -207,11 +123,11 @@ def judge_length(trace) -> None:
 
 
 def judge_transform(trace) -> None:
-    _compare(trace, transform=lambda a: a[..., ::-1])
+    contract.judge_images(trace, _image, transform=lambda a: a[..., ::-1])
 
 
 def judge_random_indices(trace) -> None:
-    _compare(trace)
+    judge_values(trace)
 
 
 def judge_stays_small(trace) -> None:
@@ -253,6 +169,18 @@ CHECKS = [
 
 EXERCISE = Exercise(
     name="lazy_npy_dataset", title="LazyNpyDataset", subjects=(SUBJECT,), checks=CHECKS,
+    hints=[
+        "Do as little as possible in `__init__`: remember where the samples are, and read one "
+        "only when `__getitem__` asks for it.",
+        "`sorted(folder.glob(\"[0-9]*.npy\"))` lists the sample files in order (`labels.npy` "
+        "is not one of them); `np.load(path)` reads one file; `torch.from_numpy(array).float() "
+        "/ 255` makes the float32 image. `EagerNpyDataset` above does the same steps for every "
+        "file at once.",
+        "`__init__`: keep the sorted paths, `np.load(folder / \"labels.npy\")` and the "
+        "transform. `__len__`: the number of paths. `__getitem__`: load `self.paths[idx]`, "
+        "convert it, apply the transform when there is one, return `(image, "
+        "int(self.labels[idx]))`.",
+    ],
     make_fixtures=make_fixtures,
 )
 

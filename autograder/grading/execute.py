@@ -38,6 +38,27 @@ class ResilientExecute(Execute):
     max_restarts = Integer(
         4, help="Fresh kernels to start after crashes before giving up on the rest."
     ).tag(config=True)
+    max_output_bytes = Integer(
+        2 * 2**20, help="Output kept per cell; a cell printing more is cut with a note, so a "
+                        "print loop cannot fill the grader's memory."
+    ).tag(config=True)
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Keep a cell's output up to `max_output_bytes`, then note the cut and drop the rest."""
+        sizes = self.__dict__.setdefault("_output_sizes", {})
+        size = sizes.get(cell_index, 0)
+        if size > self.max_output_bytes:
+            return None
+        size += len(json.dumps(msg.get("content", {}), default=str))
+        sizes[cell_index] = size
+        if size > self.max_output_bytes:
+            self.__dict__.setdefault("_cut_cells", set()).add(cell_index)
+            note = NotebookNode(output_type="stream", name="stdout",
+                                text=f"\n[output cut by the grader after "
+                                     f"{self.max_output_bytes // 2**20} MB]\n")
+            outs.append(note)
+            return note
+        return super().output(outs, msg, display_id, cell_index)
 
     def preprocess(self, nb, resources=None, km=None):
         """Execute every code cell; a crash or a hung cell costs only that cell."""
@@ -92,6 +113,7 @@ class ResilientExecute(Execute):
                         "os._exit, or running out of memory); the grader restarted it, re-ran "
                         "the cells before this one, and continued with the next cell")
         self.set_widgets_metadata()
+        report["output_cut"] = sorted(self.__dict__.get("_cut_cells", ()))
         resources["memcourse"] = report
         return self.nb, resources
 

@@ -144,9 +144,17 @@ class GradebookWriter:
                                       if slow else "the notebook ran past its time limit")
         messages = [v.get("message", "") for call in prepared.get("calls", [])
                     for v in call.get("verdicts", [])]
-        if any("memory limit" in m for m in messages) or any(
+        watchdog = kernel.get("watchdog", [])
+        if any("memory limit" in m for m in messages) or "memory" in watchdog or any(
                 "MemoryError" in e for e in program.get("errors", {}).values()):
             record["flags"].append("memory_limit")
+        if "processes" in watchdog:
+            record["flags"].append("process_limit")
+            record["problems"].append("the notebook started more processes than allowed; the "
+                                      "grader stopped them")
+        if kernel.get("output_cut"):
+            record["flags"].append("huge_output")
+            record["problems"].append(f"output of {named(kernel['output_cut'])} was cut")
 
     def refresh_scores(self, records: list[dict]) -> list[dict]:
         """Fill scores and per-cell results from the gradebook (manual grades included)."""
@@ -204,6 +212,8 @@ def write_outputs(out: Path, records: list[dict], writer: GradebookWriter,
     out.mkdir(parents=True, exist_ok=True)
     clean = [{k: v for k, v in r.items() if k not in ("fingerprint", "_verdict_cells")}
              for r in records]
+    for r in clean:
+        r["flags"] = list(dict.fromkeys(r["flags"]))
     (out / "results.json").write_text(json.dumps(clean, indent=1))
     with open(out / "grades.csv", "w", newline="") as f:
         w = csv.writer(f)

@@ -63,6 +63,47 @@ def sanitize(job: dict, source: Path, dest: Path) -> tuple[nbformat.NotebookNode
     return nb, tampering
 
 
+class TreeWatchdog:
+    """Watch this process's descendants from outside: too many, or too much memory, and the
+    offending tree is killed (the executor then restarts the kernel past that cell)."""
+
+    def __init__(self, limits: Limits):
+        import threading
+
+        self.limits, self.tripped = limits, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeWatchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psutil
+
+        from autograder.engine import observe
+
+        me = psutil.Process()
+        while not self._stop.wait(0.25):
+            procs = me.children(recursive=True)
+            reason = None
+            if len(procs) > self.limits.processes:
+                reason = "processes"
+            elif observe.tree_pss_mib(procs) > self.limits.memory_mib:
+                reason = "memory"
+            if reason:
+                self.tripped.append(reason)
+                for p in procs:
+                    try:
+                        p.kill()
+                    except psutil.Error:
+                        pass
+
+
 def execute_in_kernel(job: dict, nb: nbformat.NotebookNode, workdir: Path
                       ) -> tuple[nbformat.NotebookNode, dict]:
     """Run the notebook in a sandboxed, limited kernel that survives crashes."""
@@ -83,10 +124,13 @@ def execute_in_kernel(job: dict, nb: nbformat.NotebookNode, workdir: Path
     config.KernelManager.ip = str(ipc / "k")
     try:
         executor = ResilientExecute(config=config)
-        nb, resources = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
+        with TreeWatchdog(Limits(**job["kernel_limits"])) as watchdog:
+            nb, resources = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
     finally:
         shutil.rmtree(ipc, ignore_errors=True)
-    return nb, resources["memcourse"]
+    report = resources["memcourse"]
+    report["watchdog"] = sorted(set(watchdog.tripped))
+    return nb, report
 
 
 def run_program(job: dict, notebook: Path, outdir: Path, sandbox: Sandbox) -> dict:
