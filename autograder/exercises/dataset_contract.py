@@ -179,3 +179,41 @@ def judge_loader(trace, expected_uint8: Callable[[int], np.ndarray], labels: np.
         want = float((expected_uint8(i).astype(np.float64) / 255).sum())
         if abs(total - want) > 1e-3 * max(1.0, abs(want)):
             raise Fail(f"with `{context}` workers, sample {i} arrived with the wrong pixels.")
+
+
+def streaming_pass(ctx, make_reference: Callable[[], object], make_learner: Callable[[], object],
+                   n: int) -> None:
+    """In the child: measure the reference, then the learner's dataset, each reading all n samples.
+
+    The reference runs first (after a warm-up) so that imports, first-use allocations and the
+    page cache cost the learner nothing; both are measured in the same process and run.
+    """
+    warm = make_reference()
+    for i in range(0, n, 10):
+        warm[i]
+    del warm
+    ctx.mark("reference_start")
+    ref = make_reference()
+    for i in range(n):
+        ref[i]
+    ctx.mark("reference_end")
+    del ref
+    ctx.mark("learner_start")
+    ds = make_learner()
+    ctx.mark("after_init")
+    for i in range(n):
+        ctx.call("ds[i] for every i", ds.__getitem__, i)
+    ctx.mark("after_reads")
+
+
+def judge_streaming(trace, data_mib: float, what: str, advice: str) -> None:
+    """The learner's private memory grew little more than the reference's (see streaming_pass)."""
+    reference = trace.private_growth_mib("reference_start", "reference_end")
+    learner = trace.private_growth_mib("learner_start", "after_reads")
+    init = trace.private_growth_mib("learner_start", "after_init")
+    if learner > reference + max(8.0, 0.1 * data_mib):
+        when = ("in `__init__`" if init > 0.5 * learner
+                else "while reading the samples one by one")
+        raise Fail(f"memory grew by {learner:.0f} MiB {when} for {data_mib:.0f} MiB of {what} "
+                   f"(a streaming dataset needs about {max(reference, 0):.0f} MiB): it reads "
+                   f"far more than one sample, or keeps the samples it read. {advice}")

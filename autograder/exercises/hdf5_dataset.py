@@ -111,24 +111,9 @@ def act_transform(ctx, submission):
 
 def act_no_full_read(ctx, submission):
     path = ctx.fixtures[BIG]
-    n = BIG_SHAPE[0]
-    warm = ReferenceHDF5Dataset(path)  # warm up h5py, torch and the page cache first
-    for i in range(0, n, 10):
-        warm[i]
-    del warm
-    ctx.mark("reference_start")
-    ref = ReferenceHDF5Dataset(path)
-    for i in range(n):
-        ref[i]
-    ctx.mark("reference_end")
-    del ref
-    ctx.mark("learner_start")
-    ds = _build(ctx, submission, path)
-    ctx.mark("after_init")
-    for i in range(n):
-        ctx.call("ds[i] for every i", ds.__getitem__, i)
-    ctx.mark("after_reads")
-    return {"n": n, "bytes": n * 3 * BIG_SHAPE[1] * BIG_SHAPE[2]}
+    contract.streaming_pass(ctx, lambda: ReferenceHDF5Dataset(path),
+                            lambda: _build(ctx, submission, path), BIG_SHAPE[0])
+    return {"n": BIG_SHAPE[0], "bytes": BIG_SHAPE[0] * 3 * BIG_SHAPE[1] * BIG_SHAPE[2]}
 
 
 def act_handles(ctx, submission):
@@ -212,18 +197,9 @@ def judge_transform(trace) -> None:
 
 
 def judge_no_full_read(trace) -> None:
-    data_mib = trace.data["bytes"] / 2**20
-    reference = trace.private_growth_mib("reference_start", "reference_end")
-    learner = trace.private_growth_mib("learner_start", "after_reads")
-    init = trace.private_growth_mib("learner_start", "after_init")
-    allowed = reference + max(8.0, 0.1 * data_mib)
-    if learner > allowed:
-        when = ("in `__init__`" if init > 0.5 * learner
-                else "while reading the samples one by one")
-        raise Fail(f"memory grew by {learner:.0f} MiB {when} for a {data_mib:.0f} MiB images "
-                   f"dataset (a streaming dataset needs about {max(reference, 0):.0f} MiB): it "
-                   "reads far more than one sample, or keeps the samples it read. Read "
-                   "`images[idx]` (one sample) in `__getitem__` and keep nothing else.")
+    contract.judge_streaming(trace, trace.data["bytes"] / 2**20, "images",
+                             "Read `images[idx]` (one sample) in `__getitem__` and keep nothing "
+                             "else.")
 
 
 def judge_lazy_open(trace) -> None:
@@ -326,8 +302,24 @@ CHECKS = [
                 "`ds[0]` opened the file in the main process (`__getstate__`)."),
 ]
 
-EXERCISE = Exercise(name="hdf5_dataset", title="HDF5Dataset", subjects=(SUBJECT,),
-                    checks=CHECKS, make_fixtures=make_fixtures)
+EXERCISE = Exercise(
+    name="hdf5_dataset", title="HDF5Dataset", subjects=(SUBJECT,), checks=CHECKS,
+    make_fixtures=make_fixtures,
+    hints=[
+        "Take the properties in the order the notebook taught them: read one sample, open once "
+        "per process, stay picklable. `__init__` needs only the path, the transform and the "
+        "number of samples, and must leave no file open.",
+        "In `__init__`, read `len(f[\"labels\"])` inside `with h5py.File(path, \"r\") as f:` "
+        "and set the handles to None. In `__getitem__`, open `h5py.File(self.h5_path, \"r\")` "
+        "only while `self._file is None` (Property 2). `__getstate__` returns a copy of "
+        "`self.__dict__` with every h5py object set to None (Property 3, the "
+        "`LazyButNotPicklable` trap).",
+        "`__getitem__`: `if self._file is None:` open the file and keep `self._images, "
+        "self._labels = self._file[\"images\"], self._file[\"labels\"]`; then `image = "
+        "torch.from_numpy(self._images[idx]).float() / 255`, apply the transform, and `return "
+        "image, int(self._labels[idx])`. `__getstate__`: `state = dict(self.__dict__)`, set the "
+        "three handle entries to None, `return state`.",
+    ])
 
 
 def check_hdf5_dataset(HDF5Dataset, *checks: str) -> None:  # noqa: N803 (the learner's name)

@@ -79,22 +79,8 @@ def act_random_indices(ctx, submission):
 def act_stays_small(ctx, submission):
     folder = ctx.fixtures[BIG]
     n = len(list(folder.glob("[0-9]*.npy")))
-    ref = ReferenceLazyNpyDataset(folder)  # warms up NumPy, torch and the page cache first
-    for i in range(n):
-        ref[i]
-    del ref
-    ctx.mark("reference_start")
-    ref = ReferenceLazyNpyDataset(folder)
-    for i in range(n):
-        ref[i]
-    ctx.mark("reference_end")
-    del ref
-    ctx.mark("learner_start")
-    ds = ctx.call(f"{SUBJECT}(folder)", submission[SUBJECT], folder)
-    ctx.mark("after_init")
-    for i in range(n):
-        ctx.call("ds[i] for every i", ds.__getitem__, i)
-    ctx.mark("after_reads")
+    contract.streaming_pass(ctx, lambda: ReferenceLazyNpyDataset(folder),
+                            lambda: ctx.call(f"{SUBJECT}(folder)", submission[SUBJECT], folder), n)
     return {"n": n, "bytes": int(sum(p.stat().st_size for p in folder.glob("[0-9]*.npy")))}
 
 
@@ -131,16 +117,8 @@ def judge_random_indices(trace) -> None:
 
 
 def judge_stays_small(trace) -> None:
-    data_mib = trace.data["bytes"] / 2**20
-    reference = trace.private_growth_mib("reference_start", "reference_end")
-    learner = trace.private_growth_mib("learner_start", "after_reads")
-    init = trace.private_growth_mib("learner_start", "after_init")
-    allowed = reference + max(8.0, 0.1 * data_mib)
-    if learner > allowed:
-        when = "in `__init__`" if init > 0.5 * learner else "while reading the samples"
-        raise Fail(f"memory grew by {learner:.0f} MiB {when} for {data_mib:.0f} MiB of sample "
-                   f"files (a lazy dataset needs about {reference:.0f} MiB here): it keeps every "
-                   "sample in memory. Read one file per `__getitem__` and keep nothing else.")
+    contract.judge_streaming(trace, trace.data["bytes"] / 2**20, "sample files",
+                             "Read one file per `__getitem__` and keep nothing else.")
 
 
 CHECKS = [
