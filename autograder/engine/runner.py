@@ -187,7 +187,7 @@ class _Child:
         command = [sys.executable, "-m", "autograder.engine.child", str(self.jobdir), str(ev_w),
                    str(ctl_r)]
         env = _child_env()
-        zygote = Zygote.get(env) if self.wrap is None else None
+        zygote = Zygote.get(env, self.wrap)
         try:
             if zygote is not None:  # a warm fork: no 3 s of importing torch again
                 proc = zygote.spawn(str(self.jobdir), ev_w, ctl_r, str(self.jobdir / "work"),

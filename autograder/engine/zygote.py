@@ -114,14 +114,18 @@ def _serve(path: str) -> None:
 class Zygote:
     """The client side: one warm zygote per parent process, started on first use."""
 
-    _instance: Zygote | None = None
+    _instances: dict[tuple, Zygote] = {}
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], wrap=None):
         self._dir = tempfile.mkdtemp(prefix="mc-zygote-")
         path = os.path.join(self._dir, "sock")
-        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.engine.zygote", path],
-                                     env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        command = [sys.executable, "-m", "autograder.engine.zygote", path]
+        if wrap is not None:
+            # A sandboxed zygote: its children inherit the sandbox. Every job folder is made
+            # under the temporary folder, which the sandbox must therefore let it write.
+            command = wrap(command, [Path(tempfile.gettempdir())])
+        self.proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
         line = self.proc.stdout.readline()
         if line.strip() != b"ready":
             raise RuntimeError("the zygote did not start")
@@ -131,16 +135,18 @@ class Zygote:
         self._buffer = b""
 
     @classmethod
-    def get(cls, env: dict[str, str]) -> Zygote | None:
-        """The shared zygote, or None where forking is unavailable or disabled."""
+    def get(cls, env: dict[str, str], wrap=None) -> Zygote | None:
+        """The zygote for this wrapper (None: unwrapped), or None where forking is unavailable
+        or disabled; one is started per wrapper, temporary folder and process."""
         if os.environ.get("MEMCOURSE_ZYGOTE", "1") == "0" or not hasattr(os, "fork"):
             return None
-        inst = cls._instance
+        key = (wrap, tempfile.gettempdir(), os.getpid())
+        inst = cls._instances.get(key)
         if inst is None or inst.proc.poll() is not None:
             try:
-                inst = cls._instance = cls(env)
+                inst = cls._instances[key] = cls(env, wrap)
             except (OSError, RuntimeError):
-                cls._instance = None
+                cls._instances.pop(key, None)
                 return None
         return inst
 

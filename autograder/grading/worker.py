@@ -197,12 +197,19 @@ def _progress(outdir: Path) -> tuple[set[int], int | None]:
 
 def check_outside(job: dict, outdir: Path, sandbox: Sandbox) -> list[dict]:
     """Run the checks of every check call the program reached, in this clean process."""
+    import tempfile
+
     from autograder.engine.runner import run_checks
     from autograder.engine.spec import ERROR, FAILED, Verdict
     from autograder.exercises import all_exercises
 
     exercises = all_exercises()
     limits = Limits(**job["check_limits"])
+    # Job folders (and the sandboxed zygote's socket) go in a folder of this submission's own,
+    # the only one the sandboxed check processes may write.
+    private_tmp = Path(job["scratch"]) / "tmp"
+    private_tmp.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(private_tmp)
 
     def wrap(command: list[str], writable: list[Path]) -> list[str]:
         return Sandbox(writable=writable, hidden=sandbox.hidden).wrap(command)
