@@ -232,8 +232,18 @@ CHECKS = [
                "and compare its measurement with your function's answer."),
 ]
 
-EXERCISE = Exercise(name="bytes_in_flight", title="predict_bytes_in_flight",
-                    subjects=(SUBJECT,), checks=CHECKS)
+EXERCISE = Exercise(
+    name="bytes_in_flight", title="predict_bytes_in_flight", subjects=(SUBJECT,), checks=CHECKS,
+    hints=[
+        "Work it out in two steps: how many bytes one batch takes, then how many batches exist "
+        "at the same time while your loop holds one.",
+        "One batch is `batch_size * math.prod(sample_shape) * bytes per element`, and "
+        "`torch.tensor([], dtype=dtype).element_size()` gives the bytes per element. Section 5, "
+        "'Batches in flight', measured how many batches a stalled loader holds.",
+        "Count `num_workers * prefetch_factor` prefetched batches (none when `num_workers == "
+        "0`), plus 1 in use, plus 1 more when `pin_memory` is true; return that count times "
+        "the bytes of one batch, as an int.",
+    ])
 
 
 def check_bytes_in_flight(predict_bytes_in_flight, *checks: str) -> None:

@@ -476,6 +476,19 @@ CHECKS = [
 EXERCISE = Exercise(
     name="lean_dataset", title="LeanDataset", subjects=(SUBJECT,), checks=CHECKS,
     make_fixtures=make_fixtures,
+    hints=[
+        "Go through `SlowDataset.__getitem__` line by line and ask which steps give the same "
+        "result for every item: do those once, in `__init__` or on the first call, and keep "
+        "only the read of row `index[i]` per item.",
+        "In `__init__`: `np.load(index_path)` once, and the labels once with `with "
+        "h5py.File(h5_path, \"r\") as f: f[\"labels\"][:]`. In `__getitem__`, open the file "
+        "only while the handle is None and keep `f[\"images\"]` too; `__getstate__` drops the "
+        "h5py objects, as `H5Images` does in section 1.",
+        "`__getitem__`: `if self._images is None: self._file = h5py.File(self.h5_path, \"r\"); "
+        "self._images = self._file[\"images\"]`; then `row = self.rows[i]` and `return "
+        "torch.from_numpy(self._images[row]).float() / 255, int(self.labels[row])`. "
+        "`__getstate__`: `{**self.__dict__, \"_file\": None, \"_images\": None}`.",
+    ],
 )
 
 

@@ -396,6 +396,21 @@ CHECKS = [
 EXERCISE = Exercise(
     name="lmdb_dataset", title="LMDBDataset", subjects=(SUBJECT,), checks=CHECKS,
     make_fixtures=make_fixtures,
+    hints=[
+        "It is notebook 05's `HDF5Dataset` with an LMDB environment in place of the h5py file: "
+        "read the small things in `__init__` and close again, open lazily once per process, "
+        "and drop the environment when pickled.",
+        "`lmdb.open(path, readonly=True, lock=False)` opens an environment; `with env.begin() "
+        "as txn: txn.get(lmdb_key(idx))` returns a sample's raw bytes, and `LMDB_META_KEY` "
+        "(JSON with the shape) and `LMDB_LABELS_KEY` (int64 bytes) hold the rest. Section 3's "
+        "'One environment per process, opened lazily' shows why a fork child must not reuse "
+        "its parent's environment.",
+        "Keep `self._env = None` and the pid that opened it; in `__getitem__`, reopen when "
+        "`self._env is None` or `os.getpid()` changed, then `np.frombuffer(raw, "
+        "dtype=np.uint8).reshape(self.shape).copy()`, `torch.from_numpy(...).float() / 255`, "
+        "and return it with `int(self.labels[idx])`. `__getstate__` returns a copy of "
+        "`self.__dict__` with `_env` (and the pid) set to None.",
+    ],
 )
 
 

@@ -188,6 +188,15 @@ CHECKS = [
 
 EXERCISE = Exercise(
     name="choose_num_workers", title="choose_num_workers", subjects=(SUBJECT,), checks=CHECKS,
+    hints=[
+        "Two steps: find the best throughput measured, then, among the worker counts that come "
+        "close enough to it, take the smallest.",
+        "`max(measurements.values())` is the best rate; a count qualifies when its rate is at "
+        "least `(1 - tolerance) * best`. The dict may come in any order, so do not rely on it, "
+        "and return an int.",
+        "`best = max(measurements.values())`, then `return min(n for n, rate in "
+        "measurements.items() if rate >= (1 - tolerance) * best)`.",
+    ],
 )
 
 

@@ -349,6 +349,20 @@ CHECKS = [
 
 EXERCISE = Exercise(
     name="precompute", title="precompute", subjects=(SUBJECT,), checks=CHECKS,
+    hints=[
+        "Stream: create the output's `images` dataset at its full size before the loop, then "
+        "read, transform and write one sample at a time, so that one sample at most is in "
+        "memory.",
+        "`dst.create_dataset(\"images\", shape=..., dtype=..., chunks=...)` makes an empty "
+        "dataset you fill with `out[i] = ...`. Call `transform` on the first image to learn the "
+        "output's shape and dtype; notebook 04 measured why `chunks=(1, *sample_shape)` suits "
+        "random per-sample reads.",
+        "`with h5py.File(h5_in, \"r\") as src, h5py.File(h5_out, \"w\") as dst:` take "
+        "`first = np.asarray(transform(src[\"images\"][0]))`, create `out` with `shape=(n, "
+        "*first.shape), dtype=first.dtype, chunks=(1, *first.shape)`, fill `out[i] = "
+        "transform(src[\"images\"][i])` for every `i`, and copy the labels with "
+        "`dst.create_dataset(\"labels\", data=src[\"labels\"][:])`.",
+    ],
     make_fixtures=make_fixtures,
 )
 

@@ -117,8 +117,19 @@ CHECKS = [
           hint="`images[sorted_unique_indices]` reads just those rows."),
 ]
 
-EXERCISE = Exercise(name="read_batch", title="read_batch", subjects=(SUBJECT,), checks=CHECKS,
-                    make_fixtures=make_fixtures)
+EXERCISE = Exercise(
+    name="read_batch", title="read_batch", subjects=(SUBJECT,), checks=CHECKS,
+    make_fixtures=make_fixtures,
+    hints=[
+        "h5py reads several rows in one request only when the indices increase and do not "
+        "repeat. Ask for indices that do, then put the rows back in the order you were asked.",
+        "`np.unique(indices, return_inverse=True)` returns the sorted distinct indices and, for "
+        "each position of the original list, where its value sits among them. The cell above "
+        "the exercise shows which requests h5py accepts.",
+        "`unique, inverse = np.unique(np.asarray(indices), return_inverse=True)`; read "
+        "`images[unique]` once, then index that array with `inverse`: the rows come back in the "
+        "requested order, repeats included.",
+    ])
 
 
 def check_read_batch(read_batch, *checks: str) -> None:

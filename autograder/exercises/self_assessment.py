@@ -208,7 +208,23 @@ CHECKS = _checks()
 
 EXERCISE = Exercise(name="self_assessment", title="Self-assessment", subjects=(SUBJECT,),
                     checks=CHECKS,
-                    not_attempted="Not answered yet: replace `{op}` with your answer.")
+                    not_attempted="Not answered yet: replace `{op}` with your answer.",
+                    hints=[
+                        "Answer from what the notebooks measured, not from habit: question 1 "
+                        "draws on notebook 01, question 2 on 02, question 3 on 04 and 05, "
+                        "question 4 on 05, question 5 on this notebook's section on offline "
+                        "preprocessing.",
+                        "Re-read: for question 1, 01's section 5 ('Batches in flight') and its "
+                        "map of the memory; for 2, 02's sections 2 (`num_workers`) and 6 "
+                        "(`pin_memory`); for 3, 04's sections 1 and 2 (memmap, and HDF5, which "
+                        "is not memory-mapped); for 4, 05's Property 2; for 5, the decision "
+                        "table's last row.",
+                        "Question 1: what grows with `num_workers x prefetch_factor`? 2: "
+                        "workers prepare batches in parallel with training, pinned memory "
+                        "copies to the GPU faster. 3: a process reads only the bytes of the "
+                        "samples it needs. 4: count the processes that call `__getitem__`. 5: "
+                        "offline is what is deterministic, expensive and the same every epoch.",
+                    ])
 
 
 def check_self_assessment(answer, *checks: str) -> None:

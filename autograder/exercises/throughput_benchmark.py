@@ -229,6 +229,17 @@ CHECKS = [
 
 EXERCISE = Exercise(
     name="measure_throughput", title="measure_throughput", subjects=(SUBJECT,), checks=CHECKS,
+    hints=[
+        "Three phases: build the loader, take the batches that only measure start-up, then "
+        "start the clock and count the samples in the batches that follow.",
+        "`iter(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers))` gives the "
+        "batches one `next()` at a time; every worker delivers its first batch at about the same "
+        "moment (section 2's sweep timed start-up with the rest), so skip `max(1, num_workers)` "
+        "of them. `time.perf_counter()` is the clock.",
+        "After the warm-up, `start = time.perf_counter()`; loop over `zip(range(num_batches), "
+        "batches)` (it stops early when the dataset ends) and add `len(images)` of each batch; "
+        "return `samples / (time.perf_counter() - start)`.",
+    ],
 )
 
 

@@ -230,7 +230,18 @@ CHECKS = [
                "`children()` alone returns only the first level."),
 ]
 
-EXERCISE = Exercise(name="tree_pss", title="tree_pss_mib", subjects=(SUBJECT,), checks=CHECKS)
+EXERCISE = Exercise(
+    name="tree_pss", title="tree_pss_mib", subjects=(SUBJECT,), checks=CHECKS,
+    hints=[
+        "Start from the one process you are given, find every process below it, and add up "
+        "one number per process; convert bytes to MiB at the end.",
+        "`psutil.Process(pid).children(recursive=True)` lists children, grandchildren and so "
+        "on; `.memory_full_info().pss` is one process's PSS in bytes (section 1 says why PSS and "
+        "not RSS). A worker that exits while you look raises `psutil.NoSuchProcess`.",
+        "`root = psutil.Process(pid)`; for each `proc` in `[root, *root.children("
+        "recursive=True)]` add `proc.memory_full_info().pss` inside `try: ... except "
+        "psutil.NoSuchProcess: pass`; return `total / 2**20`.",
+    ])
 
 
 def check_tree_pss(tree_pss_mib, *checks: str) -> None:

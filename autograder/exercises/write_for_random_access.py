@@ -318,6 +318,17 @@ CHECKS = [
 EXERCISE = Exercise(
     name="write_for_random_access", title="write_for_random_access", subjects=(SUBJECT,),
     checks=CHECKS, make_fixtures=make_fixtures,
+    hints=[
+        "A random single-sample read costs whole chunks: the fewer bytes a chunk holds beyond "
+        "the sample you asked for, the cheaper the read. Store the arrays as they come, with no "
+        "conversion.",
+        "`f.create_dataset(\"images\", data=images, chunks=...)` inside `with h5py.File(path, "
+        "\"w\") as f:`; section 2's 'Contiguous and chunked layouts' timed one sample per "
+        "chunk against bigger chunks. Take every size from `images.shape`.",
+        "`chunks=(1, *images.shape[1:])` puts one whole sample in each chunk (leaving out "
+        "`chunks` keeps it contiguous, which also passes); write the labels with "
+        "`f.create_dataset(\"labels\", data=np.asarray(labels, dtype=np.int64))`.",
+    ],
 )
 
 

@@ -118,10 +118,13 @@ class ResilientExecute(Execute):
         return self.nb, resources
 
     def _give_up(self, report: dict, index: int | None, error: Exception) -> None:
-        report["kernel_died"].append(index if index is not None else -1)
+        if index is None:  # not one cell ran: the kernel could not start at all
+            report["kernel_failed"] = f"{type(error).__name__}: {error}"[:500]
+        else:
+            report["kernel_died"].append(index)
         message = _error("KernelDied", f"grading stopped here: {type(error).__name__}")
         for i, cell in enumerate(self.nb.cells):
-            if cell.cell_type == "code" and index is not None and i >= index:
+            if cell.cell_type == "code" and (index is None or i >= index):
                 cell.outputs = [message]
 
 

@@ -134,6 +134,10 @@ class GradebookWriter:
         def named(cells: list[int]) -> str:
             return ", ".join(names.get(str(i), f"cell {i + 1}") for i in cells)
 
+        if kernel.get("kernel_failed"):
+            record["status"] = "error"
+            record["problems"].append("the grader could not start a kernel for this notebook: "
+                                      f"{kernel['kernel_failed']}")
         if died:
             record["flags"].append("kernel_died")
             record["problems"].append(f"the kernel died in {named(died)}; grading restarted it "

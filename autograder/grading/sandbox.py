@@ -54,6 +54,11 @@ class Sandbox:
                 "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
         if self.unshare_pid:
             args += ["--unshare-pid"]
+        # The private /tmp must not hide the interpreter or the course when they live in /tmp
+        # (a CI checkout often does); they come back read-only, before anything is hidden.
+        for path in _must_see():
+            if str(path).startswith("/tmp/") or str(path) == "/tmp":
+                args += ["--ro-bind", str(path), str(path)]
         for path in self.hidden:
             if Path(path).exists():
                 args += ["--tmpfs", str(path)]
@@ -62,3 +67,13 @@ class Sandbox:
         for path in self.writable:
             args += ["--bind", str(path), str(path)]
         return args + ["--", *command]
+
+
+def _must_see() -> list[Path]:
+    """The Python installation and the course code every sandboxed process needs."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    found = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    found.add(repo)
+    return sorted(found)

@@ -34,3 +34,12 @@ def failing(results: dict[str, Verdict]) -> set[str]:
 def describe(results: dict[str, Verdict]) -> str:
     """One line per verdict, for assertion messages."""
     return "\n".join(f"{v.check}: {v.status}: {v.message}" for v in results.values())
+
+
+def aimed(expected: str | tuple[str, ...] | list[str]) -> list[str]:
+    """The check(s) a wrong implementation is aimed at, as a list for `verdicts`.
+
+    Wrong implementations run only the checks aimed at their defect: failing one is losing
+    points, and skipping the others keeps the catalogues fast.
+    """
+    return [expected] if isinstance(expected, str) else list(expected)

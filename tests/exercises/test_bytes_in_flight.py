@@ -6,7 +6,7 @@ import pytest
 
 from autograder.exercises import bytes_in_flight
 from autograder.exercises.bytes_in_flight import EXERCISE
-from tests.exercises.catalogue import define, describe, failing, verdicts
+from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
 
 NAME = "predict_bytes_in_flight"
 
@@ -137,7 +137,7 @@ def test_stalled_loader_without_workers_holds_one_ordinary_batch():
 def test_wrong_implementation_loses_points(name):
     """Is each wrong prediction caught, by the check aimed at its defect?"""
     source, expected = WRONG[name]
-    results = verdicts(EXERCISE, {NAME: define(source, NAME)})
+    results = verdicts(EXERCISE, {NAME: define(source, NAME)}, aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.hdf5_dataset import EXERCISE
-from tests.exercises.catalogue import define, describe, failing, verdicts
+from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
 
 pytestmark = pytest.mark.slow
 
@@ -235,7 +235,7 @@ class HDF5Dataset(Dataset):
 def test_wrong_implementation_loses_points(name):
     """Is each defective HDF5Dataset caught, by the check aimed at its defect?"""
     source, expected = WRONG[name]
-    results = verdicts(EXERCISE, {"HDF5Dataset": define(source, "HDF5Dataset")})
+    results = verdicts(EXERCISE, {"HDF5Dataset": define(source, "HDF5Dataset")}, aimed(expected))
     expected = {expected} if isinstance(expected, str) else set(expected)
     assert expected <= failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.lazy_npy_dataset import EXERCISE
-from tests.exercises.catalogue import define, describe, failing, verdicts
+from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,8 @@ class LazyNpyDataset(Dataset):
 def test_wrong_implementation_loses_points(name):
     """Is each defective LazyNpyDataset caught, by the check aimed at its defect?"""
     source, expected = WRONG[name]
-    results = verdicts(EXERCISE, {"LazyNpyDataset": define(source, "LazyNpyDataset")})
+    results = verdicts(EXERCISE, {"LazyNpyDataset": define(source, "LazyNpyDataset")},
+                       aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.lean_dataset import EXERCISE
-from tests.exercises.catalogue import define, describe, failing, verdicts
+from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
 
 pytestmark = pytest.mark.slow
 
@@ -155,7 +155,7 @@ class LeanDataset(Dataset):
 def test_wrong_implementation_loses_points(name):
     """Is each defective LeanDataset caught, by the check aimed at its defect?"""
     source, expected = WRONG[name]
-    results = verdicts(EXERCISE, {"LeanDataset": define(source, "LeanDataset")})
+    results = verdicts(EXERCISE, {"LeanDataset": define(source, "LeanDataset")}, aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
 

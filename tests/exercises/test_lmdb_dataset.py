@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.lmdb_dataset import EXERCISE
-from tests.exercises.catalogue import define, describe, failing, verdicts
+from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
 
 pytestmark = pytest.mark.slow
 
@@ -188,7 +188,7 @@ class LMDBDataset(Dataset):
 def test_wrong_implementation_loses_points(name):
     """Is each defective LMDBDataset caught, by the check aimed at its defect?"""
     source, expected = WRONG[name]
-    results = verdicts(EXERCISE, {"LMDBDataset": define(source, "LMDBDataset")})
+    results = verdicts(EXERCISE, {"LMDBDataset": define(source, "LMDBDataset")}, aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
 

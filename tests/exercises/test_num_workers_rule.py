@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.num_workers_rule import CASES, EXERCISE, reference_choose_num_workers
-from tests.exercises.catalogue import define, describe, failing, verdicts
+from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,8 @@ def test_the_cases_exercise_the_rule():
 def test_wrong_rule_loses_points(name):
     """Is each defective rule caught, by the check aimed at its defect?"""
     source, expected = WRONG[name]
-    results = verdicts(EXERCISE, {"choose_num_workers": define(source, "choose_num_workers")})
+    submission = {"choose_num_workers": define(source, "choose_num_workers")}
+    results = verdicts(EXERCISE, submission, aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
 

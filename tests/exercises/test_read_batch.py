@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.read_batch import EXERCISE
-from tests.exercises.catalogue import define, describe, failing, verdicts
+from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def read_batch(images, indices):
 def test_wrong_read_batch_loses_points(name):
     """Is each wrong read_batch caught by the check aimed at its defect?"""
     source, expected = WRONG[name]
-    results = verdicts(EXERCISE, {"read_batch": define(source, "read_batch")})
+    results = verdicts(EXERCISE, {"read_batch": define(source, "read_batch")}, aimed(expected))
     assert expected in failing(results), describe(results)
 
 

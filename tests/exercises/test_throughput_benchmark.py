@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.throughput_benchmark import EXERCISE
-from tests.exercises.catalogue import define, describe, failing, verdicts
+from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,8 @@ def measure_throughput(dataset, num_workers, batch_size=32, num_batches=20):
 def test_wrong_benchmark_loses_points(name):
     """Is each defective benchmark caught, by the check aimed at its defect?"""
     source, expected = WRONG[name]
-    results = verdicts(EXERCISE, {"measure_throughput": define(source, "measure_throughput")})
+    submission = {"measure_throughput": define(source, "measure_throughput")}
+    results = verdicts(EXERCISE, submission, aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
 

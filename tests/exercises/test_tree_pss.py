@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.tree_pss import EXERCISE
-from tests.exercises.catalogue import define, describe, failing, verdicts
+from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +98,7 @@ def tree_pss_mib(pid):
 def test_wrong_implementation_loses_points(name):
     """Is each defective tree_pss_mib caught, by the check aimed at its defect?"""
     source, expected = WRONG[name]
-    results = verdicts(EXERCISE, {"tree_pss_mib": define(source, "tree_pss_mib")})
+    results = verdicts(EXERCISE, {"tree_pss_mib": define(source, "tree_pss_mib")}, aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.write_for_random_access import EXERCISE
-from tests.exercises.catalogue import define, describe, failing, verdicts
+from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,8 @@ def test_wrong_implementation_loses_points(name):
     """Is each defective writer caught, by the checks aimed at its defect?"""
     source, expected = WRONG[name]
     results = verdicts(EXERCISE, {"write_for_random_access": define(source,
-                                                                    "write_for_random_access")})
+                                                                    "write_for_random_access")},
+                       aimed(expected))
     assert expected <= failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
 
