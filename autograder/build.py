@@ -20,6 +20,11 @@ VOLATILE_CELL_METADATA = (
     "collapsed", "scrolled", "execution", "ExecuteTime", "trusted", "lines_to_next_cell",
 )
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+# What ipykernel reports for the course's Python; stored as is, so that JupyterLab, which writes
+# the kernel's language_info into the notebook when it connects, finds nothing to change.
+LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                 "pygments_lexer": "ipython3", "version": "3.11.7"}
 
 
 class BuildError(CourseError):
@@ -36,7 +41,7 @@ def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.metadata.pop(key, None)
     nb.metadata = nbformat.NotebookNode(
         kernelspec=nbformat.NotebookNode(KERNELSPEC),
-        language_info=nbformat.NotebookNode(name="python"),
+        language_info=nbformat.NotebookNode(LANGUAGE_INFO),
     )
     return nb
 

@@ -322,5 +322,8 @@ def test_every_notebook_opens_without_console_errors(lab, browser):
         learner.open(f"notebooks/{name}/{name}.ipynb")
         title = learner.notebook.locator(".jp-MarkdownCell h1").first.inner_text()
         assert title.startswith(name[:2]), (name, title)
+        # Opening a notebook must not mark it as changed ("Save changes?" on close).
+        dirty = learner.page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty")
+        assert dirty.count() == 0, f"{name} is marked as changed as soon as it opens"
     learner.shot("12-all-notebooks-open")
     assert not learner.errors, f"console errors: {learner.errors}"

@@ -13,8 +13,8 @@ from autograder import hints
 from autograder.exercises import all_exercises
 from tests.helpers import ROOT
 
-COURSE_NOTEBOOKS = ("01_memory_footprint", "03_on_the_fly_loading", "05_hdf5_dataset",
-                    "06_tradeoffs")
+COURSE_NOTEBOOKS = ("01_memory_footprint", "02_workers_and_pinning", "03_on_the_fly_loading",
+                    "04_file_formats", "05_hdf5_dataset", "06_tradeoffs")
 
 
 @pytest.fixture(autouse=True)
