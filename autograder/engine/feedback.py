@@ -124,6 +124,32 @@ def _inline_code(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
+class _Progress:
+    """A one-line "checking..." note in the notebook, replaced by the report when it is ready."""
+
+    def __init__(self, exercise: Exercise, count: int):
+        self._handle = None
+        text = (f"Checking {exercise.title}: {count} check(s) in a separate Python process, "
+                "watched from outside...")
+        try:
+            from IPython import get_ipython
+            from IPython.display import HTML
+            from IPython.display import display as ipy_display
+
+            if get_ipython() is not None:
+                self._handle = ipy_display(
+                    HTML(f"<div class='memcourse-check' style='color:#57606a'>"
+                         f"{html.escape(text)}</div>"), display_id=True)
+        except ImportError:
+            pass
+
+    def done(self, report: Report) -> None:
+        if self._handle is not None:
+            self._handle.update(report)
+        else:
+            display(report)
+
+
 def display(report: Report) -> None:
     """Show the report in a notebook (HTML with a text fallback), or print it."""
     try:
@@ -151,11 +177,12 @@ def run_exercise(exercise: Exercise, submission: dict[str, Any], only: Iterable[
 
     names = list(only)
     checks = [exercise.check(n) for n in names] if names else list(exercise.checks)
+    progress = _Progress(exercise, len(checks)) if show else None
     verdicts = run_checks(exercise, submission, checks, limits)
     report = Report(exercise, verdicts)
     _record(report)
-    if show:
-        display(report)
+    if progress is not None:
+        progress.done(report)
     report.raise_for_status()
     return report
 
