@@ -70,6 +70,7 @@ def _build_class(root):
         "blank": _release(),
         "kernel_crash": _insert_after_answer(sol(), "import os\nos._exit(1)"),
         "hang": _insert_after_answer(sol(), "total = sum(range(10**13))"),
+        "answer_crash": _append_to_answer(sol(), "import os\nos._exit(1)"),
         "memory_bomb": _append_to_answer(sol(), "waste = np.ones(20_000_000_000, np.uint8)"),
         "print_flood": _insert_after_answer(sol(), "for i in range(10**6):\n    print('x' * 100)"),
         "process_flood": _insert_after_answer(sol(), (
@@ -206,6 +207,14 @@ def test_a_kernel_crash_costs_only_its_cell(graded):
     assert r["score"] == FULL
     assert "kernel_died" in r["flags"]
     assert any("os._exit(1)" in p for p in r["problems"])
+
+
+def test_a_crash_in_the_answer_cell_costs_what_that_cell_defines(graded):
+    """If the answer cell itself kills Python, is the class it defines lost, flagged, and said?"""
+    r = _record(graded, "answer_crash")
+    assert (r["status"], r["score"]) == ("graded", 0.0)
+    assert "kernel_died" in r["flags"]
+    assert all("could not be found" in c["message"] for c in r["cells"])
 
 
 def test_an_uninterruptible_cell_is_stopped_and_flagged(graded):

@@ -153,7 +153,7 @@ def _is_learner_file(path: str) -> bool:
                    for package in ("autograder", "memcourse"))
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     # Fewer malloc arenas and threads keep the address space small and timings steady.
     env.update(MALLOC_ARENA_MAX="2", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
@@ -186,13 +186,18 @@ class _Child:
         out = open(self.output, "wb")
         command = [sys.executable, "-m", "autograder.engine.child", str(self.jobdir), str(ev_w),
                    str(ctl_r)]
-        env = _child_env()
+        env = child_env()
         zygote = Zygote.get(env, self.wrap)
+        proc = None
         try:
             if zygote is not None:  # a warm fork: no 3 s of importing torch again
-                proc = zygote.spawn(str(self.jobdir), ev_w, ctl_r, str(self.jobdir / "work"),
-                                    env, asdict(self.limits), str(self.output))
-            else:
+                try:
+                    proc = zygote.spawn(str(self.jobdir), ev_w, ctl_r,
+                                        str(self.jobdir / "work"), env, asdict(self.limits),
+                                        str(self.output))
+                except (OSError, RuntimeError):
+                    proc = None  # the zygote is gone: start a fresh interpreter instead
+            if proc is None:
                 if self.wrap is not None:
                     command = self.wrap(command, [self.jobdir])
                 proc = subprocess.Popen(

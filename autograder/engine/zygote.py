@@ -41,11 +41,26 @@ def _warm_imports() -> None:
     import autograder.exercises
 
     autograder.exercises.all_exercises()
+    try:  # what the grader's program runner needs as well
+        import IPython.core.interactiveshell  # noqa: F401
+        import nbformat  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _run_target(request: dict, fds: list[int]) -> int:
+    """In a forked child: run what the request names with the arguments it gives."""
+    if request.get("target") == "program":
+        from autograder.grading.program import main as program_main
+
+        return program_main(request["args"])
+    from autograder.engine.child import main as child_main
+
+    return child_main([request["jobdir"], str(fds[0]), str(fds[1])])
 
 
 def _serve(path: str) -> None:
     """Accept one client; fork a child per request; report each child's exit."""
-    from autograder.engine.child import main as child_main
     from autograder.engine.limits import Limits, apply_in_child
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -70,9 +85,10 @@ def _serve(path: str) -> None:
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
-                events_fd, control_fd = fds[0], fds[1]
+                passed = list(fds)
+                fds = array.array("i")
                 pid = os.fork()
-                if pid == 0:  # the check child
+                if pid == 0:  # the child: a check process or the grader's program
                     code = 1
                     try:
                         conn.close()
@@ -86,7 +102,7 @@ def _serve(path: str) -> None:
                         os.environ.clear()
                         os.environ.update(request["env"])
                         os.chdir(request["cwd"])
-                        code = child_main([request["jobdir"], str(events_fd), str(control_fd)])
+                        code = _run_target(request, passed)
                     except BaseException:
                         import traceback
 
@@ -95,8 +111,8 @@ def _serve(path: str) -> None:
                         sys.stdout.flush()
                         sys.stderr.flush()
                         os._exit(code or 0)
-                os.close(events_fd)
-                os.close(control_fd)
+                for fd in passed:
+                    os.close(fd)
                 children.add(pid)
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         for pid in list(children):
@@ -126,13 +142,23 @@ class Zygote:
             command = wrap(command, [Path(tempfile.gettempdir())])
         self.proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
-        line = self.proc.stdout.readline()
-        if line.strip() != b"ready":
-            raise RuntimeError("the zygote did not start")
-        self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.conn.connect(path)
+        self._path = path
+        self._conn: socket.socket | None = None
         self.exits: dict[int, int] = {}
         self._buffer = b""
+
+    @property
+    def conn(self) -> socket.socket:
+        """The connection, made on first use: starting returns at once, so the zygote can
+        import torch while the caller does something else."""
+        if self._conn is None:
+            line = self.proc.stdout.readline()
+            if line.strip() != b"ready":
+                raise RuntimeError("the zygote did not start")
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(self._path)
+            self._conn = conn
+        return self._conn
 
     @classmethod
     def get(cls, env: dict[str, str], wrap=None) -> Zygote | None:
@@ -168,11 +194,22 @@ class Zygote:
 
     def spawn(self, jobdir: str, events_fd: int, control_fd: int, cwd: str, env: dict,
               limits: dict, output: str) -> ZygoteProcess:
+        """Fork a check child (autograder.engine.child) talking over the two descriptors."""
         request = {"jobdir": jobdir, "cwd": cwd, "env": env, "limits": limits,
                    "output": output}
+        return self._fork(request, [events_fd, control_fd])
+
+    def spawn_program(self, args: list[str], cwd: str, env: dict, limits: dict,
+                      output: str) -> ZygoteProcess:
+        """Fork the grader's program runner (autograder.grading.program) with `args`."""
+        request = {"target": "program", "args": args, "cwd": cwd, "env": env,
+                   "limits": limits, "output": output}
+        return self._fork(request, [])
+
+    def _fork(self, request: dict, fds: list[int]) -> ZygoteProcess:
         payload = json.dumps(request).encode() + b"\n"
-        self.conn.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                       array.array("i", [events_fd, control_fd]))])
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        self.conn.sendmsg([payload], ancillary)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             for message in self._messages(0.5):

@@ -133,22 +133,34 @@ def execute_in_kernel(job: dict, nb: nbformat.NotebookNode, workdir: Path
     return nb, report
 
 
-def run_program(job: dict, notebook: Path, outdir: Path, sandbox: Sandbox) -> dict:
-    """Run the graded program, restarting past a cell that kills it or runs too long."""
+def run_program(job: dict, notebook: Path, outdir: Path, sandbox: Sandbox,
+                zygote=None) -> dict:
+    """Run the graded program, restarting past a cell that kills it or runs too long.
+
+    With a (sandboxed) zygote the program is forked warm; otherwise it is a new interpreter
+    inside the sandbox.
+    """
     limits = Limits(**job["kernel_limits"])
     skip: list[int] = []
     report: dict = {"died_in": [], "timed_out": [], "errors": {}}
     for _ in range(MAX_PROGRAM_RESTARTS + 1):
         for name in (program.PROGRESS, program.CALLS):
             (outdir / name).unlink(missing_ok=True)
-        command = sandbox.wrap([sys.executable, "-m", "autograder.grading.program",
-                                str(notebook), str(outdir), "--skip",
-                                ",".join(map(str, skip))])
-        with open(outdir / "program.log", "ab") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=notebook.parent,
-                                    preexec_fn=lambda: apply_in_child(limits))
-            timed_out = _wait(proc, outdir, job["cell_timeout_s"], job["notebook_timeout_s"])
+        args = [str(notebook), str(outdir), "--skip", ",".join(map(str, skip))]
+        proc = None
+        if zygote is not None:
+            try:
+                proc = zygote.spawn_program(args, str(notebook.parent), dict(os.environ),
+                                            asdict(limits), str(outdir / "program.log"))
+            except (OSError, RuntimeError):
+                proc = None
+        if proc is None:
+            command = sandbox.wrap([sys.executable, "-m", "autograder.grading.program", *args])
+            with open(outdir / "program.log", "ab") as log:
+                proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, cwd=notebook.parent,
+                                        preexec_fn=lambda: apply_in_child(limits))
+        timed_out = _wait(proc, outdir, job["cell_timeout_s"], job["notebook_timeout_s"])
         done, started_cell = _progress(outdir)
         if proc.returncode == 0 and not timed_out:
             break
@@ -195,24 +207,24 @@ def _progress(outdir: Path) -> tuple[set[int], int | None]:
     return done, last
 
 
-def check_outside(job: dict, outdir: Path, sandbox: Sandbox) -> list[dict]:
-    """Run the checks of every check call the program reached, in this clean process."""
-    import tempfile
+def sandbox_wrapper(sandbox: Sandbox):
+    """The one wrapper (one identity, so one zygote) for this submission's sandboxed processes."""
 
+    def wrap(command: list[str], writable: list[Path]) -> list[str]:
+        return Sandbox(writable=[*sandbox.writable, *writable],
+                       hidden=sandbox.hidden).wrap(command)
+
+    return wrap if sandbox.available else None
+
+
+def check_outside(job: dict, outdir: Path, wrap) -> list[dict]:
+    """Run the checks of every check call the program reached, in this clean process."""
     from autograder.engine.runner import run_checks
     from autograder.engine.spec import ERROR, FAILED, Verdict
     from autograder.exercises import all_exercises
 
     exercises = all_exercises()
     limits = Limits(**job["check_limits"])
-    # Job folders (and the sandboxed zygote's socket) go in a folder of this submission's own,
-    # the only one the sandboxed check processes may write.
-    private_tmp = Path(job["scratch"]) / "tmp"
-    private_tmp.mkdir(parents=True, exist_ok=True)
-    tempfile.tempdir = str(private_tmp)
-
-    def wrap(command: list[str], writable: list[Path]) -> list[str]:
-        return Sandbox(writable=writable, hidden=sandbox.hidden).wrap(command)
 
     calls = []
     path = outdir / program.CALLS
@@ -227,7 +239,7 @@ def check_outside(job: dict, outdir: Path, sandbox: Sandbox) -> list[dict]:
                   else list(exercise.checks))
         if "blob" in record:
             verdicts = run_checks(exercise, None, checks, limits, shipped=Path(record["blob"]),
-                                  wrap=wrap if sandbox.available else None)
+                                  wrap=wrap)
         else:
             problem = record.get("ship_error") or record.get("missing") or record.get("error")
             status = FAILED if "ship_error" in record or "missing" in record else ERROR
@@ -274,20 +286,39 @@ def main(job_path: str) -> int:
         if tampering:
             result["flags"].append("tampered")
             result["tampering"] = tampering
+        # Job folders and the sandboxed zygote's socket go in a folder of this submission's
+        # own; it, the run folder and the output folder are all the sandbox may write.
+        import tempfile
+
+        private_tmp = Path(job["scratch"]) / "tmp"
+        private_tmp.mkdir(parents=True, exist_ok=True)
+        tempfile.tempdir = str(private_tmp)
         hidden = [Path(p) for p in job["hide"]]
-        sandbox = Sandbox(writable=[workdir, outdir], hidden=hidden)
+        sandbox = Sandbox(writable=[workdir, outdir, private_tmp], hidden=hidden)
         if not sandbox.available:
             result["flags"].append("sandbox_unavailable")
         os.environ["MEMCOURSE_SANDBOX_HIDE"] = os.pathsep.join(job["hide"])
-        os.environ["MEMCOURSE_CHECKS"] = "outside"
         os.environ["MPLBACKEND"] = "Agg"
+        wrap = sandbox_wrapper(sandbox)
+        from autograder.engine.runner import child_env
+        from autograder.engine.zygote import Zygote
+
+        # Started now, it imports torch while the kernel runs; the program and every check
+        # process then fork from it, inside the same sandbox.
+        zygote = Zygote.get(child_env(), wrap)
+        os.environ["MEMCOURSE_CHECKS"] = "outside"
+        timings = result["seconds"] = {}
+        mark = time.monotonic()
         executed, kernel = execute_in_kernel(job, nbformat.reads(nbformat.writes(nb), 4),
                                              workdir)
         nbformat.write(executed, outdir / "executed.ipynb")
+        timings["kernel"], mark = round(time.monotonic() - mark, 2), time.monotonic()
         result["kernel"] = kernel
-        result["program"] = run_program(job, sanitized_path, outdir, sandbox)
+        result["program"] = run_program(job, sanitized_path, outdir, sandbox, zygote)
+        timings["program"], mark = round(time.monotonic() - mark, 2), time.monotonic()
         os.environ.pop("MEMCOURSE_CHECKS", None)
-        result["calls"] = check_outside(job, outdir, sandbox)
+        result["calls"] = check_outside(job, outdir, wrap)
+        timings["checks"] = round(time.monotonic() - mark, 2)
         result["status"] = "prepared"
     except Exception as e:  # a broken submission or a grader bug: say which, lose nothing else
         import traceback
