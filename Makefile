@@ -38,6 +38,10 @@ grade: venv  ## grade a class: make grade SUBMISSIONS=path OUT=dir [JOBS=n] [ASS
 	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=path OUT=dir"; exit 2; }
 	$(PY) -m memcourse grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(JOBS),--jobs $(JOBS)) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
+.PHONY: bench
+bench: venv  ## measure what each technique costs (about 10 min): bench/results.md, README table
+	$(PY) -m memcourse bench
+
 lint: venv  ## ruff over the Python packages and tests
 	$(PY) -m ruff check memcourse autograder tests
 

@@ -39,6 +39,21 @@ def _grade(args: argparse.Namespace) -> None:
     print(f"{graded} of {len(records)} submission records graded; see {args.out}/report.md")
 
 
+def _bench(args: argparse.Namespace) -> None:
+    from memcourse.bench import SECTIONS, repo_root, run_bench
+
+    out = Path(args.out) if args.out else repo_root() / "bench"
+    readme = None if args.no_readme else (
+        Path(args.readme) if args.readme else
+        repo_root() / "README.md" if args.out is None and args.only is None else None)
+    run_bench(size=args.size, out=out,
+              sections=tuple(args.only.split(",")) if args.only else SECTIONS,
+              repeats=args.repeats, grading_submissions=args.grading_submissions,
+              grading_repeats=args.grading_repeats, jobs=args.jobs,
+              assignments=args.assignment, readme=readme)
+    print(f"benchmark written: {out / 'results.md'}" + (f"; updated {readme}" if readme else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser; each subcommand's help is its function's job in one line."""
     parser = argparse.ArgumentParser(
@@ -70,6 +85,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", metavar="NAME", default=None, help="grade only this one")
     p.add_argument("--force", action="store_true", help="re-grade what was already graded")
     p.set_defaults(func=_grade)
+
+    p = sub.add_parser("bench", help="measure what each technique costs: bench/results.md",
+                       description="Time random reads per format, the reference HDF5Dataset "
+                       "through DataLoader, eager vs lazy memory and bytes in flight, and "
+                       "`memcourse grade` against plain nbgrader; write results.md and plots "
+                       "into --out and, by default, the table into README.md's bench block.")
+    p.add_argument("--size", choices=list(SIZES), default=DEFAULT_SIZE,
+                   help=f"dataset to measure on (default {DEFAULT_SIZE})")
+    p.add_argument("--out", metavar="DIR", default=None, help="output folder (default bench/)")
+    p.add_argument("--only", metavar="LIST", default=None,
+                   help="comma-separated sections: reads,loaders,memory,grading (default all)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="runs per figure in reads, loaders and memory (default 5)")
+    p.add_argument("--grading-submissions", type=int, default=10, metavar="N",
+                   help="submissions graded by each grader (default 10)")
+    p.add_argument("--grading-repeats", type=int, default=1, metavar="N",
+                   help="runs of each grader (default 1; each run takes minutes)")
+    p.add_argument("--jobs", type=int, default=2, help="memcourse grade --jobs (default 2)")
+    p.add_argument("--assignment", action="append", metavar="NAME",
+                   help="grade only these assignments (repeatable; default all)")
+    p.add_argument("--readme", metavar="PATH", default=None,
+                   help="README whose bench block to replace (default README.md when --out "
+                        "and --only are not given)")
+    p.add_argument("--no-readme", action="store_true", help="leave every README alone")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("lab", help="start JupyterLab on the course (what `make lab` runs)")
     p.add_argument("--port", type=int, default=None, help="port to serve on")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,6 +85,11 @@ def measure_peak(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Peak:
     pid = os.fork()
     if pid == 0:  # the child: measure, report through the pipe, never return
         os.close(read_fd)
+        if "torch" in sys.modules:
+            # GNU OpenMP's thread pool does not survive fork: if the parent ran a threaded
+            # torch operation, the child's first one would wait forever. DataLoader workers
+            # avoid it the same way.
+            sys.modules["torch"].set_num_threads(1)
         try:
             start = status_mib()["VmRSS"]
             _reset_peak()
