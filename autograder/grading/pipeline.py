@@ -5,8 +5,9 @@
    assignments, the datasets and the check fixtures exist.
 2. Prepare every submission in parallel worker processes (`worker`): sanitize, run in a
    sandboxed kernel that survives crashes, run the graded program and the checks outside it.
-3. One process, the only gradebook writer, autogrades each prepared submission with nbgrader
-   (`UsePreparedRun` stands in for execution) and generates its feedback.
+3. One thread of this process, the only gradebook writer, autogrades each submission with
+   nbgrader as soon as its worker has prepared it (`UsePreparedRun` stands in for execution)
+   and generates its feedback, while the other workers go on.
 4. Write grades.csv, results.json, report.md and feedback/ (`results`).
 """
 
@@ -210,25 +211,25 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
                 pass
         return sub
 
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(prepare, sub) for sub in todo]
-        bar = tqdm(total=len(futures), desc="grading", unit="submission", disable=not progress)
-        for future in as_completed(futures):
-            future.result()
-            bar.update(1)
-        bar.close()
-
     import warnings
 
     # nbgrader 0.9.6 with SQLAlchemy 2.1 warns on every autograde; harmless (toolchain probe).
     warnings.filterwarnings("ignore", message=".*not in session.*")
     writer = results_mod.GradebookWriter(root, prepared_root)
-    for sub in todo:
-        records[sub.key] = writer.autograde(sub)
-        records[sub.key]["fingerprint"] = sub.fingerprint()
-        (records_dir / f"{sub.student}__{sub.assignment}.json").write_text(
-            json.dumps(records[sub.key], indent=1))
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(prepare, sub) for sub in todo]
+        bar = tqdm(total=len(futures), desc="grading", unit="submission", disable=not progress)
+        # This thread is the gradebook's only writer; it scores each submission as its worker
+        # finishes, while the other workers run, and saves the record so a rerun resumes.
+        for future in as_completed(futures):
+            sub = future.result()
+            records[sub.key] = writer.autograde(sub)
+            records[sub.key]["fingerprint"] = sub.fingerprint()
+            (records_dir / f"{sub.student}__{sub.assignment}.json").write_text(
+                json.dumps(records[sub.key], indent=1))
+            bar.update(1)
+        bar.close()
     ordered = [records[s.key] for s in found if s.key in records]
     ordered = writer.refresh_scores(ordered)
     results_mod.write_outputs(out, ordered, writer, elapsed=time.monotonic() - started)
