@@ -70,3 +70,16 @@ def assignments(root: Path | None = None, tree: str = "solutions") -> list[str]:
     """Return the assignment folder names in `tree` (solutions/ or notebooks/), sorted."""
     base = Path(root or repo_root()) / tree
     return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def copy_course(src: Path, dest: Path) -> Path:
+    """Copy what nbgrader needs of the course (config, solutions, notebooks) into `dest`."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / "nbgrader_config.py", dest / "nbgrader_config.py")
+    ignore = shutil.ignore_patterns("scratch", ".ipynb_checkpoints", "__pycache__")
+    for tree in ("solutions", "notebooks"):
+        if (src / tree).is_dir():
+            shutil.copytree(src / tree, dest / tree, ignore=ignore)
+    return dest

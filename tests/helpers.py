@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+
+from autograder import course
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def copy_course(dest: Path) -> Path:
-    """Copy what nbgrader needs of the course (config, solutions, notebooks) into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ROOT / "nbgrader_config.py", dest / "nbgrader_config.py")
-    ignore = shutil.ignore_patterns("scratch", ".ipynb_checkpoints", "__pycache__")
-    for tree in ("solutions", "notebooks"):
-        if (ROOT / tree).is_dir():
-            shutil.copytree(ROOT / tree, dest / tree, ignore=ignore)
-    return dest
+    """Copy what nbgrader needs of this checkout's course into `dest`."""
+    return course.copy_course(ROOT, dest)
 
 
 def free_port() -> int:

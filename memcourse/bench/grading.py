@@ -13,9 +13,9 @@ copy of the course (never the real course's `grading/` folder), with the course'
 
 Submissions are made from the release and solution notebooks: every assignment answered
 correctly, then variations (left blank, half answered, a cell that kills the kernel). Where
-each worker of `memcourse grade` spent its time is read from the files it leaves, in order: the
-executed notebook (kernel done), the program's progress log (the program re-run done), and the
-prepared result (the checks outside the kernel done).
+each worker of `memcourse grade` spent its time (kernel, program re-run, checks outside the
+kernel) is read from the phase times in its prepared.json. CPU time is the whole machine's busy
+time from /proc/stat: sandboxed processes never reach this process's rusage totals.
 """
 
 from __future__ import annotations
@@ -37,17 +37,6 @@ from memcourse.bench.common import Stat, num, ratio, table
 VARIATIONS = ("blank", "half answered", "kernel crash")
 SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
 MARK_SCHEME = re.compile(r"=== BEGIN MARK SCHEME ===.*?=== END MARK SCHEME ===\s*", re.S)
-
-
-def copy_course(src: Path, dest: Path) -> Path:
-    """Copy what nbgrader needs of the course (config, solutions, notebooks) into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(src / "nbgrader_config.py", dest / "nbgrader_config.py")
-    ignore = shutil.ignore_patterns("scratch", ".ipynb_checkpoints", "__pycache__")
-    for tree in ("solutions", "notebooks"):
-        if (src / tree).is_dir():
-            shutil.copytree(src / tree, dest / tree, ignore=ignore)
-    return dest
 
 
 # ----------------------------------------------------------------------------- submissions
@@ -222,8 +211,8 @@ def run(repo: Path, scratch: Path, count: int, jobs: int, repeats: int,
     chosen_assignments = [a for a in available if not assignments or a in assignments]
     if not chosen_assignments:
         raise ValueError(f"no such assignment; the course has {', '.join(available)}")
-    roots = {"plain": copy_course(repo, base / "plain"),
-             "memcourse": copy_course(repo, base / "memcourse")}
+    roots = {"plain": course.copy_course(repo, base / "plain"),
+             "memcourse": course.copy_course(repo, base / "memcourse")}
     progress("grading: generating the assignments in the plain copy")
     build.generate_notebooks(roots["plain"], chosen_assignments)
     chosen = plan(chosen_assignments, count)
