@@ -118,6 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(error: OSError, command: str | None = None) -> str:
+    """One sentence for a filesystem error: what failed, where, and what to do about it."""
+    import errno
+
+    where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+    text = str(error)
+    if error.errno == errno.ENOSPC or "No space left on device" in text:
+        what = f"the disk is full{where}. Free some space or write elsewhere (--out), then " \
+               "run the command again"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = f"no permission to write{where}. Choose a folder you can write (--out)"
+    else:
+        what = f"{error.strerror or text}{where}"
+    if command == "grade":
+        what += "; submissions graded so far are kept, and the rerun resumes after them"
+    return what + "."
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; errors the user can fix print one sentence and exit with 2."""
     args = build_parser().parse_args(argv)
@@ -125,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except CourseError as e:
         print(f"memcourse: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a read-only or vanished folder: say so in a sentence
+        print(f"memcourse: {describe_os_error(e, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -21,17 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from memcourse.bench.common import Stat, load_average, machine, num, table
-from memcourse.errors import CourseError
+from memcourse.bench.common import BenchError, Stat, load_average, machine, num, table
 
 SECTIONS = ("reads", "loaders", "memory", "grading")
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
 MAX_READ_SAMPLES = 4000  # larger datasets are cut to this many images for the format copies
-
-
-class BenchError(CourseError):
-    """The benchmark cannot run as asked; the message says why and what to do."""
 
 
 def repo_root() -> Path:

@@ -14,7 +14,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memcourse.errors import CourseError
+
 MIB = 2**20
+
+
+class BenchError(CourseError):
+    """The benchmark cannot run as asked; the message says why and what to do."""
+
+
+def run_measurement(module: str, args: list[str], what: str, timeout: float,
+                    env: dict[str, str] | None = None) -> Any:
+    """Run `python -m module args` (a fresh measuring process) and return the JSON it prints
+    last; a failure becomes a sentence (a full disk an OSError), not the child's traceback."""
+    import errno
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", module, *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    if done.returncode != 0:
+        if "No space left on device" in done.stderr or "errno = 28" in done.stderr:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        lines = done.stderr.strip().splitlines() or ["(no error output)"]
+        raise BenchError(f"{what} failed: {lines[-1][:300]} (run `{' '.join(command)}` to "
+                         "see the whole error)")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memcourse.bench.common import MIB, Stat, num, ratio, table
+from memcourse.bench.common import MIB, Stat, num, ratio, run_measurement, table
 
 IN_FLIGHT = [(1, 2), (2, 2), (2, 4), (4, 2)]  # (num_workers, prefetch_factor)
 BATCH_SIZE = 32
@@ -107,16 +107,9 @@ def measure(h5_path: str, scratch: str, repeats: int) -> dict:
 
 def run(h5_path: Path, scratch: Path, repeats: int) -> dict:
     """Run `measure` in a fresh process; return its runs as Stats, with the ratios."""
-    import json
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-m", "memcourse.bench.footprints", str(h5_path),
-                           str(scratch), "--repeats", str(repeats)], capture_output=True,
-                          text=True, timeout=1800)
-    if done.returncode != 0:
-        raise RuntimeError(f"the memory benchmark failed:\n{done.stderr[-3000:]}")
-    raw = json.loads(done.stdout.strip().splitlines()[-1])
+    raw = run_measurement("memcourse.bench.footprints",
+                          [str(h5_path), str(scratch), "--repeats", str(repeats)],
+                          "the memory benchmark", 1800)
     half, n = raw["sizes"]
     peaks = {k: {int(s): Stat(v) for s, v in d.items()} for k, d in raw["peaks"].items()}
     flight = [{**f, "measured": Stat(f["measured"]),

@@ -14,14 +14,13 @@ threads contending for two busy cores, and the comparison is process against pro
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from memcourse.bench.common import Stat, num, ratio, table
+from memcourse.bench.common import Stat, num, ratio, run_measurement, table
 
 WORKER_COUNTS = (0, 1, 2, 4)
 BATCH_SIZE = 32
@@ -134,12 +133,8 @@ def measure(h5_path: str, repeats: int) -> dict:
 
 def run(h5_path: Path, repeats: int) -> dict:
     """Run `measure` in a fresh process and turn its runs into Stats."""
-    done = subprocess.run([sys.executable, "-m", "memcourse.bench.loaders", str(h5_path),
-                           "--repeats", str(repeats)], capture_output=True, text=True,
-                          timeout=1800)
-    if done.returncode != 0:
-        raise RuntimeError(f"the DataLoader benchmark failed:\n{done.stderr[-3000:]}")
-    raw = json.loads(done.stdout.strip().splitlines()[-1])
+    raw = run_measurement("memcourse.bench.loaders", [str(h5_path), "--repeats", str(repeats)],
+                          "the DataLoader benchmark", 1800)
     res = {"n": raw["n"], "light_samples": raw["light_samples"],
            "heavy_samples": raw["heavy_samples"], "repeats": repeats,
            "ceiling": Stat(raw["ceiling"])}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from memcourse.bench.common import MIB, Stat, num, ratio, table
+from memcourse.bench.common import MIB, Stat, num, ratio, run_measurement, table
 
 # Reads per timed pass, and the seconds after which a pass stops early (slow layouts).
 READS_PER_PASS = 200
@@ -129,11 +128,7 @@ def _sequential(path: str, offset: int, sample_bytes: int, count: int) -> dict:
 
 def _fresh(args: list[str]) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "memcourse.bench.reads", *args],
-                          capture_output=True, text=True, env=env, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"a timing process failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_measurement("memcourse.bench.reads", args, "a timing process", 600, env)
 
 
 # ----------------------------------------------------------------------------- the section
