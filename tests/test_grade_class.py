@@ -87,6 +87,14 @@ def _build_class(root):
         "always_equal": _release(),
         "steals_solution": _release(),
         "edited_tests": _wrong(),
+        # Graded as nbgrader's autograde runs it (on `tiny`) only if the kernel and the
+        # program both see NBGRADER_EXECUTION; otherwise the answer deletes itself.
+        "grader_env": _append_to_answer(sol(), (
+            "import os\n"
+            "print('grader env:', os.environ.get('NBGRADER_EXECUTION'), H5_PATH.parent.name)\n"
+            "if os.environ.get('NBGRADER_EXECUTION') != 'autograde' "
+            "or H5_PATH.parent.name != 'tiny':\n"
+            "    del LazyNpyDataset")),
     }
     for c in cases["skip_tags"].cells:
         if c.metadata.get("nbgrader", {}).get("grade"):
@@ -192,6 +200,15 @@ def test_correct_work_gets_full_marks_and_no_flags(graded):
     assert {c["status"] for c in r["cells"]} == {"passed"}
     assert {c["grade_id"] for c in r["cells"]} == {"lazy_npy_dataset_values",
                                                   "lazy_npy_dataset_stays_small"}
+
+
+def test_kernel_and_program_run_as_nbgrader_autograde_on_tiny(graded):
+    """Do the kernel and the graded program see NBGRADER_EXECUTION, and so use `tiny`?"""
+    r = _record(graded, "grader_env")
+    assert (r["status"], r["score"]) == ("graded", FULL), r["cells"]
+    executed = graded["root"] / "grading" / "work" / "prepared" / "grader_env" / A / A / \
+        "executed.ipynb"
+    assert "grader env: autograde tiny" in executed.read_text()
 
 
 def test_blank_work_is_not_attempted(graded):

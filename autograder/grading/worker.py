@@ -299,6 +299,9 @@ def main(job_path: str) -> int:
             result["flags"].append("sandbox_unavailable")
         os.environ["MEMCOURSE_SANDBOX_HIDE"] = os.pathsep.join(job["hide"])
         os.environ["MPLBACKEND"] = "Agg"
+        # What nbgrader's Autograde sets around execution, which this worker does itself:
+        # notebooks read it to pick the `tiny` dataset and to keep widgets quiet.
+        os.environ["NBGRADER_EXECUTION"] = "autograde"
         wrap = sandbox_wrapper(sandbox)
         from autograder.engine.runner import child_env
         from autograder.engine.zygote import Zygote
