@@ -377,3 +377,29 @@ def test_an_lms_zip_is_graded_like_a_folder(graded, tmp_path):
     by_student = {r["student"]: r for r in records}
     assert (by_student["zipper"]["status"], by_student["zipper"]["score"]) == ("graded", FULL)
     assert (by_student["zapper"]["status"], by_student["zapper"]["score"]) == ("graded", 0.0)
+
+
+def test_a_submission_nbgrader_cannot_score_is_an_error_not_a_crashed_batch(tmp_path,
+                                                                             monkeypatch):
+    """If scoring one submission raises, is it an `error` record while the others are graded?"""
+    from autograder.grading import results
+
+    root = copy_course(tmp_path / "course")
+    subs = tmp_path / "subs"
+    for student in ("fine", "unlucky"):
+        (subs / student / A).mkdir(parents=True)
+        nbformat.write(_release(), subs / student / A / f"{A}.ipynb")
+    real = results.GradebookWriter.autograde
+
+    def autograde(self, sub):
+        if sub.student == "unlucky":
+            raise RuntimeError("database is locked")
+        return real(self, sub)
+
+    monkeypatch.setattr(results.GradebookWriter, "autograde", autograde)
+    records = {r["student"]: r for r in grade(subs, tmp_path / "out", assignment=A, root=root,
+                                               settings=Settings(jobs=2), progress=False)}
+    assert records["fine"]["status"] == "graded"
+    assert records["unlucky"]["status"] == "error"
+    assert any("database is locked" in p for p in records["unlucky"]["problems"])
+    assert "unlucky" in (tmp_path / "out" / "grades.csv").read_text()

@@ -224,7 +224,14 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
         # finishes, while the other workers run, and saves the record so a rerun resumes.
         for future in as_completed(futures):
             sub = future.result()
-            records[sub.key] = writer.autograde(sub)
+            try:
+                records[sub.key] = writer.autograde(sub)
+            except Exception as e:  # one submission nbgrader cannot score must not stop the rest
+                records[sub.key] = {
+                    "student": sub.student, "assignment": sub.assignment, "status": "error",
+                    "score": 0.0, "max_score": None, "flags": list(sub.flags), "cells": [],
+                    "problems": [*sub.problems, "nbgrader could not score this submission "
+                                 f"({type(e).__name__}: {e}); a rerun grades it again"]}
             records[sub.key]["fingerprint"] = sub.fingerprint()
             (records_dir / f"{sub.student}__{sub.assignment}.json").write_text(
                 json.dumps(records[sub.key], indent=1))
