@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runs per figure in reads, loaders and memory (default 5)")
     p.add_argument("--grading-submissions", type=int, default=10, metavar="N",
                    help="submissions graded by each grader (default 10)")
-    p.add_argument("--grading-repeats", type=int, default=1, metavar="N",
-                   help="runs of each grader (default 1; each run takes minutes)")
+    p.add_argument("--grading-repeats", type=int, default=2, metavar="N",
+                   help="runs of each grader, alternating which goes first (default 2; each "
+                        "run takes minutes)")
     p.add_argument("--jobs", type=int, default=2, help="memcourse grade --jobs (default 2)")
     p.add_argument("--assignment", action="append", metavar="NAME",
                    help="grade only these assignments (repeatable; default all)")

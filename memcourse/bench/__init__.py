@@ -34,7 +34,7 @@ def repo_root() -> Path:
 
 
 def run_bench(size: str = "small", out: Path | None = None, sections: tuple[str, ...] = SECTIONS,
-              repeats: int = 5, grading_submissions: int = 10, grading_repeats: int = 1,
+              repeats: int = 5, grading_submissions: int = 10, grading_repeats: int = 2,
               jobs: int = 2, assignments: list[str] | None = None,
               readme: Path | None = None, keep_scratch: bool = False) -> dict[str, Any]:
     """Run the chosen sections; write results.md, results.json and plots into `out`."""

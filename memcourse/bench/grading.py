@@ -404,10 +404,11 @@ def markdown(res: dict) -> str:
         "",
         f"grading speed-up vs plain nbgrader: {res['speedup'].median:.1f}x",
     ]
-    if res["repeats"] > 1:
-        lines[-1] += f" (runs: {', '.join(f'{v:.1f}x' for v in res['speedup'].values)})"
     lines.append("")
-    lines.append(f"Against plain autograde + generate_feedback: "
+    runs = (f"Median of {res['repeats']} runs: "
+            f"{', '.join(f'{v:.1f}x' for v in res['speedup'].values)}. "
+            if res["repeats"] > 1 else "")
+    lines.append(f"{runs}Against plain autograde + generate_feedback: "
                  f"{res['speedup_full'].median:.1f}x.")
     return "\n".join(lines)
 
