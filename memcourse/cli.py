@@ -20,7 +20,8 @@ def _data(args: argparse.Namespace) -> None:
 def _notebooks(args: argparse.Namespace) -> None:
     from autograder.build import generate_notebooks
 
-    built = generate_notebooks(assignments=args.assignment or None)
+    built = generate_notebooks(Path(args.course) if args.course else None,
+                               assignments=args.assignment or None, force=args.force)
     print(f"regenerated notebooks/ for {len(built)} assignment(s): {', '.join(built)}")
 
 
@@ -73,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("notebooks", help="regenerate notebooks/ from solutions/ with nbgrader")
     p.add_argument("--assignment", action="append", metavar="NAME",
                    help="only this assignment (repeatable); default all")
+    p.add_argument("--force", action="store_true",
+                   help="replace release notebooks even where a learner's work would be lost "
+                        "(files in scratch/ are always kept)")
+    p.add_argument("--course", metavar="DIR", default=None,
+                   help="the course root to rebuild (default: this repository)")
     p.set_defaults(func=_notebooks)
 
     p = sub.add_parser("grade", help="grade a class: grades.csv, results.json, feedback, report",

@@ -179,10 +179,11 @@ def test_outputs_exist_and_agree(graded):
     assert [r["student"] for r in rows] == sorted(graded["records"])
     assert set(rows[0]) == {"student", "assignment", "score", "max_score", "status", "flags"}
     results = json.loads((out / "results.json").read_text())
-    assert {r["student"] for r in results} == set(graded["records"])
+    assert {r["student"] for r in results["submissions"]} == set(graded["records"])
+    assert results["unmatched_files"] == []
     report = (out / "report.md").read_text()
-    for heading in ("## Scores", "### Score distribution", "## Checks most often missed",
-                    "## Flagged submissions"):
+    for heading in ("## Needs your attention", "## Scores", "### Score distribution",
+                    "## Checks most often missed", "## Other flags"):
         assert heading in report
     assert (out / "feedback" / "reference" / A / f"{A}.html").is_file()
 

@@ -2,9 +2,13 @@
 
 `ds[i]` returns `(image, label)`: image a float32 tensor (3, H, W) equal to the stored uint8
 values / 255 (through `transform` if one is given), label equal to `labels[i]` (a Python int, a
-NumPy int64 or a 0-dim int64 tensor). `read_items` runs in the child and records what the
-learner's dataset returned; the `judge_*` functions run in the parent and compare it with
-values they compute themselves.
+NumPy int64 or a 0-dim int64 tensor: what `default_collate` turns into the int64 batch
+`CrossEntropyLoss` needs). The transform is called once per item, in `__getitem__`, on that
+float32 (3, H, W) image, and its result is the image returned. `read_items` and `transform_pass`
+run in the child and record what the learner's dataset returned and what its transform
+received; the `judge_*` functions run in the parent and compare it with values they compute
+themselves. Each judge fails only for what it observed: a check that cannot see its property (no
+opens, no worker, a crash elsewhere) does not guess at another defect.
 """
 
 from __future__ import annotations
@@ -30,11 +34,16 @@ def _as_array(image) -> np.ndarray:
 
 
 def _as_int(label) -> int:
+    """The label's integer value, or BAD_LABEL when it is not one integer (its type is judged
+    separately, by `label_kind_ok`)."""
     try:
         import torch
 
         if isinstance(label, torch.Tensor):
-            return int(label.item()) if label.numel() == 1 and label.dim() == 0 else BAD_LABEL
+            integer = not label.dtype.is_floating_point and not label.dtype.is_complex \
+                and label.dtype != torch.bool
+            return int(label.item()) if integer and label.numel() == 1 and label.dim() == 0 \
+                else BAD_LABEL
     except ImportError:
         pass
     if isinstance(label, (bool, np.bool_)):
@@ -44,6 +53,25 @@ def _as_int(label) -> int:
     if isinstance(label, np.ndarray) and label.shape == () and label.dtype.kind in "iu":
         return int(label)
     return BAD_LABEL
+
+
+def label_kind_ok(kind: dict) -> bool:
+    """A Python int, a NumPy int64 (scalar or 0-dim array) or a 0-dim int64 tensor."""
+    if kind["type"] == "int" and not kind["tensor"]:
+        return True
+    return kind["dtype"] == "int64" and kind["shape"] == []
+
+
+def describe_kind(kind: dict) -> str:
+    """"a 0-dim int32 tensor", "a float", "an int32", "a (1,) int64 ndarray": what a value was."""
+    if kind["tensor"]:
+        words = f"{len(kind['shape'])}-dim {kind['dtype']} tensor of shape " \
+                f"{tuple(kind['shape'])}" if kind["shape"] else f"0-dim {kind['dtype']} tensor"
+    elif kind["dtype"] and kind["shape"]:
+        words = f"{tuple(kind['shape'])} {kind['dtype']} {kind['type']}"
+    else:
+        words = kind["type"]
+    return ("an " if words[0] in "aeiou" else "a ") + words
 
 
 def _kind(value) -> dict:
@@ -59,24 +87,130 @@ def _kind(value) -> dict:
             "shape": list(getattr(value, "shape", ()) or ())}
 
 
-def read_items(ctx, ds, indices: Sequence[int]) -> dict:
-    """In the child: read `indices`, keep images and labels as arrays, describe their types."""
+def _numbers(value) -> np.ndarray:
+    """The value as a numeric array (empty when it holds no numbers)."""
+    try:
+        array = _as_array(value)
+    except Exception:
+        return np.zeros(0, dtype=np.float32)
+    return array if array.dtype.kind in "biuf" else np.zeros(0, dtype=np.float32)
+
+
+def read_items(ctx, ds, indices: Sequence[int], prefix: str = "item", what: str = "ds") -> dict:
+    """In the child: read `indices`, keep images and labels as arrays, describe their types.
+
+    Arrays are saved as `<prefix>_<k>` and `<prefix>_labels`; `what` names the dataset in the
+    operation (e.g. "copy" for a copy unpickled from the dataset).
+    """
     labels, kinds = [], []
     for k, i in enumerate(indices):
-        item = ctx.call(f"ds[{i}]", ds.__getitem__, i)
+        item = ctx.call(f"{what}[{i}]", ds.__getitem__, i)
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             return {"indices": list(indices),
-                    "not_a_pair": f"ds[{i}] returned {type(item).__name__}, not an "
+                    "not_a_pair": f"{what}[{i}] returned {type(item).__name__}, not an "
                                   "(image, label) pair"}
         image, label = item
-        array = _as_array(image)
-        if array.dtype.kind not in "biuf":  # not numbers: judge_types says what it was
-            array = np.zeros(0, dtype=np.float32)
-        ctx.save_array(f"item_{k}", array)
+        ctx.save_array(f"{prefix}_{k}", _numbers(image))  # not numbers: judge_types says so
         labels.append(_as_int(label))
         kinds.append({"image": _kind(image), "label": _kind(label)})
-    ctx.save_array("item_labels", np.array(labels, dtype=np.int64))
+    ctx.save_array(f"{prefix}_labels", np.array(labels, dtype=np.int64))
     return {"indices": list(indices), "kinds": kinds}
+
+
+def same_items(trace, prefix: str, other: str, count: int) -> bool:
+    """Did two `read_items` passes (`prefix`, `other`) return the same images and labels?"""
+    arrays = trace.arrays
+    for k in range(count):
+        a, b = arrays.get(f"{prefix}_{k}"), arrays.get(f"{other}_{k}")
+        if a is None or b is None or a.shape != b.shape \
+                or not np.allclose(a.astype(np.float64), b.astype(np.float64), atol=1e-6):
+            return False
+    a, b = arrays.get(f"{prefix}_labels"), arrays.get(f"{other}_labels")
+    return a is not None and b is not None and np.array_equal(a, b)
+
+
+def unpicklable_attributes(obj) -> list[dict]:
+    """In the child, after pickling `obj` failed: which entries of its state cannot be pickled.
+
+    Returns up to five `{"name", "type"}` entries, so the message names what was seen (an open
+    h5py file, an lmdb environment, a generator) instead of guessing.
+    """
+    import pickle
+
+    try:
+        state = obj.__getstate__()
+    except Exception:
+        return []
+    if isinstance(state, tuple) and len(state) == 2:  # (dict, slots)
+        state = {**(state[0] or {}), **(state[1] or {})}
+    if not isinstance(state, dict):
+        return []
+    found = []
+    for name, value in state.items():
+        try:
+            pickle.dumps(value)
+        except Exception:
+            found.append({"name": str(name), "type": _type_name(type(value))})
+            if len(found) == 5:
+                break
+    return found
+
+
+def _type_name(kind: type) -> str:
+    """`h5py._hl.files.File`, `lmdb.Environment` (a C type that calls its module builtins)."""
+    import sys
+
+    module = kind.__module__
+    if module == "builtins":
+        for name in ("lmdb", "h5py"):
+            if getattr(sys.modules.get(name), kind.__name__, None) is kind:
+                module = name
+    return f"{module}.{kind.__qualname__}"
+
+
+def pickling_advice(attributes: list[dict]) -> str:
+    """What the unpicklable attributes were, and what to do about them."""
+    if not attributes:
+        return "spawn and forkserver workers receive the dataset by pickling it"
+    names = ", ".join(f"`{a['name']}` ({a['type']})" for a in attributes)
+    if any(a["type"].split(".")[0] in ("h5py", "lmdb") for a in attributes):
+        return (f"its state holds {names}, which cannot be pickled: set such handles to None in "
+                "`__getstate__` and open them again on first use in the new process")
+    return (f"its state holds {names}, which cannot be pickled: keep only picklable things on "
+            "the instance (or rebuild them in `__setstate__`)")
+
+
+class RecordingTransform:
+    """A transform that records what it receives, and when, and returns it unchanged.
+
+    Returning its input keeps whatever the dataset does next working, so the judge sees the
+    dataset's own behaviour: how often it calls the transform, and on what.
+    """
+
+    def __init__(self):
+        self.calls: list = []
+
+    def __call__(self, x):
+        self.calls.append((_kind(x), _numbers(x).copy()))  # a copy: later in-place edits
+        return x
+
+
+def transform_pass(ctx, build: Callable[[RecordingTransform], object],
+                   indices: Sequence[int]) -> dict:
+    """In the child: build the dataset with a recording transform, read `indices`, and record
+    how many times each step called it and what the first call of each item received."""
+    record = RecordingTransform()
+    ds = build(record)
+    init_calls = len(record.calls)
+    items = []
+    for k, i in enumerate(indices):
+        start = len(record.calls)
+        ctx.call(f"ds[{i}] with a transform", ds.__getitem__, i)
+        calls = record.calls[start:]
+        items.append({"calls": len(calls), "kind": calls[0][0] if calls else None})
+        if calls:
+            ctx.save_array(f"transform_input_{k}", calls[0][1])
+    return {"indices": list(indices), "init_calls": init_calls, "items": items}
 
 
 def _items(trace):
@@ -103,9 +237,6 @@ def judge_types(trace, height: int, width: int) -> None:
                 height, width, 3] else ""
             raise Fail(f"ds[{i}][0] has shape {tuple(image['shape'])}{layout}; expected "
                        f"(3, {height}, {width}): channels first, as stored in the file.")
-        if trace.arrays["item_labels"][k] == BAD_LABEL:
-            raise Fail(f"ds[{i}][1] is a {label['type']} {tuple(label['shape'])}; return the "
-                       "label as a Python int, a NumPy int64 or a 0-dim int64 tensor.")
 
 
 def judge_images(trace, expected_uint8: Callable[[int], np.ndarray],
@@ -120,8 +251,9 @@ def judge_images(trace, expected_uint8: Callable[[int], np.ndarray],
         if np.allclose(got, want, atol=1e-6):
             continue
         if transform is not None and np.allclose(got, plain, atol=1e-6):
-            raise Fail(f"ds[{i}][0] ignores the `transform` given to the constructor: apply it "
-                       "to the image before returning it.")
+            raise Fail(f"ds[{i}][0] is the image without the `transform` given to the "
+                       "constructor (a left-right flip): return the transform's result, "
+                       "applied once to the image.")
         top = float(got.max()) if got.size else 0.0
         if top > 1.5:
             raise Fail(f"ds[{i}][0] has values up to {top:.0f}: divide the uint8 values by 255 "
@@ -134,18 +266,68 @@ def judge_images(trace, expected_uint8: Callable[[int], np.ndarray],
 
 
 def judge_labels(trace, expected_label: Callable[[int], int]) -> None:
-    """Labels equal labels[i]."""
+    """Labels equal labels[i], as a Python int, a NumPy int64 or a 0-dim int64 tensor."""
     for k, i in enumerate(_items(trace)):
         got, want = int(trace.arrays["item_labels"][k]), expected_label(i)
-        if got == BAD_LABEL:
-            raise Fail(f"ds[{i}][1] is not an integer label.")
+        kind = trace.data["kinds"][k]["label"]
+        if not label_kind_ok(kind):
+            value = "" if got == BAD_LABEL else f" (value {got})"
+            raise Fail(f"ds[{i}][1] is {describe_kind(kind)}{value}; return the label as a "
+                       "Python int, a NumPy int64 or a 0-dim int64 tensor: the DataLoader "
+                       "collates those into the int64 batch `CrossEntropyLoss` needs.")
         if got != want:
             raise Fail(f"ds[{i}][1] is {got}, but the file's labels[{i}] is {want}: return the "
                        "label stored at the same index as the image.")
 
 
+def judge_transform_input(trace, expected_uint8: Callable[[int], np.ndarray], height: int,
+                          width: int) -> None:
+    """Each item called the transform once, in `__getitem__`, on its float32 (3, H, W) image
+    equal to the stored values / 255 (see `transform_pass`)."""
+    data = trace.data
+    if data["init_calls"]:
+        raise Fail(f"`__init__` called the transform {data['init_calls']} time(s): apply it in "
+                   "`__getitem__`, to the one image being returned, so a random augmentation "
+                   "differs each time a sample is read.")
+    for k, i in enumerate(data["indices"]):
+        item = data["items"][k]
+        if item["calls"] == 0:
+            raise Fail(f"ds[{i}] never called the `transform` given to the constructor: call "
+                       "it on the image in `__getitem__`.")
+        if item["calls"] > 1:
+            raise Fail(f"ds[{i}] called the transform {item['calls']} times; call it once per "
+                       "item, on the finished image.")
+        kind = item["kind"]
+        seen = f"the transform received {describe_kind(kind)} from ds[{i}]"
+        if not kind["tensor"]:
+            raise Fail(f"{seen}; give it the image as the torch tensor `__getitem__` returns "
+                       "(after `torch.from_numpy(...).float() / 255`).")
+        if kind["dtype"] != "float32":
+            raise Fail(f"{seen}: apply it after the conversion to float32 and the division by "
+                       "255, to the image `__getitem__` returns.")
+        if kind["shape"] != [3, height, width]:
+            raise Fail(f"{seen}; it should get the (3, {height}, {width}) image, channels "
+                       "first, as `__getitem__` returns it.")
+        got = trace.arrays[f"transform_input_{k}"].astype(np.float64)
+        want = expected_uint8(i).astype(np.float64) / 255
+        if got.shape != want.shape or not np.allclose(got, want, atol=1e-6):
+            top = float(got.max()) if got.size else 0.0
+            if top > 1.5:
+                raise Fail(f"the transform received values up to {top:.0f} from ds[{i}], where "
+                           f"images[{i}] / 255 lies in [0, 1]: call it on the image after the "
+                           "division by 255.")
+            raise Fail(f"the float32 image the transform received from ds[{i}] is not "
+                       f"images[{i}] / 255 (largest difference "
+                       f"{np.abs(got - want).max():.4f}).")
+
+
 def loader_pass(ctx, ds, context: str, batch_size: int = 8, num_workers: int = 2) -> dict:
-    """In the child: read every sample once through a DataLoader; keep labels and checksums."""
+    """In the child: read every sample once through a DataLoader; keep labels and checksums.
+
+    Afterwards the main process reads the same indices itself, so the judge can tell a sample
+    the workers delivered wrongly from one the dataset gets wrong everywhere (which the value
+    checks judge).
+    """
     import torch
     from torch.utils.data import DataLoader
 
@@ -162,23 +344,60 @@ def loader_pass(ctx, ds, context: str, batch_size: int = 8, num_workers: int = 2
              f"multiprocessing_context='{context}')", run)
     ctx.save_array("loader_labels", np.array(labels, dtype=np.int64))
     ctx.save_array("loader_sums", np.array(sums, dtype=np.float64))
+    main_labels, main_sums = [], []
+    try:
+        for i in range(len(labels)):  # shuffle=False: the k-th sample delivered is ds[k]
+            image, label = ctx.call("ds[i] in the main process after the loader",
+                                    ds.__getitem__, i)
+            main_labels.append(_as_int(label))
+            main_sums.append(float(_numbers(image).astype(np.float64).sum()))
+    except Exception:  # only a reference point for the judge; the loader itself is judged
+        return {"context": context}
+    ctx.save_array("main_labels", np.array(main_labels, dtype=np.int64))
+    ctx.save_array("main_sums", np.array(main_sums, dtype=np.float64))
     return {"context": context}
 
 
+def _close_sums(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= 1e-3 * np.maximum(1.0, np.abs(b))))
+
+
 def judge_loader(trace, expected_uint8: Callable[[int], np.ndarray], labels: np.ndarray) -> None:
-    """Every sample arrived exactly once, with its own pixels."""
-    got = trace.arrays["loader_labels"]
+    """Every sample arrived exactly once, with its own pixels.
+
+    A sample the workers deliver exactly as the main process's `ds[i]` returns it passes here
+    even when both are wrong: wrong values are the value checks' to judge, not the workers'.
+    """
+    got, sums = trace.arrays["loader_labels"], trace.arrays["loader_sums"]
     context = trace.data["context"]
-    if len(got) != len(labels) or sorted(got.tolist()) != sorted(labels.tolist()):
+    n = len(labels)
+    main_labels, main_sums = trace.arrays.get("main_labels"), trace.arrays.get("main_sums")
+    as_main = main_labels is not None and len(got) == n and np.array_equal(got, main_labels) \
+        and _close_sums(sums, main_sums)
+    if len(got) != n or sorted(got.tolist()) != sorted(labels.tolist()):
+        if as_main:
+            return
         seen = len(set(got.tolist()) & set(labels.tolist()))
-        raise Fail(f"with `{context}` workers the DataLoader delivered {len(got)} samples "
-                   f"({seen} distinct of {len(labels)}): every sample must arrive exactly once.")
+        if len(got) == n and main_labels is not None and len(main_labels) == n:
+            wrong = int(np.sum(got != main_labels))
+            raise Fail(f"with `{context}` workers the DataLoader delivered {n} samples, but "
+                       f"{wrong} of their labels differ from what `ds[i]` returns in the main "
+                       f"process ({seen} of the file's {n} labels arrived): each worker must "
+                       "read the samples it is asked for.")
+        raise Fail(f"with `{context}` workers the DataLoader delivered {len(got)} samples for a "
+                   f"dataset of {n} ({seen} of the file's {n} labels among them): every sample "
+                   "must arrive exactly once.")
     index_of = {int(label): i for i, label in enumerate(labels)}
-    for label, total in zip(got.tolist(), trace.arrays["loader_sums"].tolist(), strict=True):
+    for label, total in zip(got.tolist(), sums.tolist(), strict=True):
         i = index_of[label]
         want = float((expected_uint8(i).astype(np.float64) / 255).sum())
         if abs(total - want) > 1e-3 * max(1.0, abs(want)):
-            raise Fail(f"with `{context}` workers, sample {i} arrived with the wrong pixels.")
+            if as_main:
+                return
+            also = " (and from what `ds[i]` returns in the main process)" \
+                if main_labels is not None else ""
+            raise Fail(f"with `{context}` workers, sample {i} arrived with pixels that differ "
+                       f"from the file's{also}.")
 
 
 def streaming_pass(ctx, make_reference: Callable[[], object], make_learner: Callable[[], object],
@@ -206,14 +425,29 @@ def streaming_pass(ctx, make_reference: Callable[[], object], make_learner: Call
     ctx.mark("after_reads")
 
 
-def judge_streaming(trace, data_mib: float, what: str, advice: str) -> None:
-    """The learner's private memory grew little more than the reference's (see streaming_pass)."""
+def judge_streaming(trace, data_mib: float, what: str, advice: str,
+                    fixture: str | None = None) -> None:
+    """The learner's private memory grew little more than the reference's (see streaming_pass).
+
+    With `fixture`, the message also says whether the reads touched the file at all: a dataset
+    that held no descriptor on it after `__init__` and opened it no more while every sample was
+    read served them from memory.
+    """
     reference = trace.private_growth_mib("reference_start", "reference_end")
     learner = trace.private_growth_mib("learner_start", "after_reads")
     init = trace.private_growth_mib("learner_start", "after_init")
     if learner > reference + max(8.0, 0.1 * data_mib):
-        when = ("in `__init__`" if init > 0.5 * learner
-                else "while reading the samples one by one")
-        raise Fail(f"memory grew by {learner:.0f} MiB {when} for {data_mib:.0f} MiB of {what} "
-                   f"(a streaming dataset needs about {max(reference, 0):.0f} MiB): it reads "
-                   f"far more than one sample, or keeps the samples it read. {advice}")
+        in_init = init > 0.5 * learner
+        when = "in `__init__`" if in_init else "while reading the samples one by one"
+        seen = (f"memory grew by {learner:.0f} MiB {when} for {data_mib:.0f} MiB of {what} "
+                f"(a streaming dataset needs about {max(reference, 0):.0f} MiB)")
+        if fixture is not None and trace.opens_available:
+            held = sum(n for f, n in trace.mark("after_init").fds.items()
+                       if f.startswith(fixture))
+            opens = trace.opens_between("after_init", "after_reads", fixture)
+            if not held and not opens:
+                raise Fail(f"{seen}; after `__init__` no descriptor was open on the data, and "
+                           "reading every sample opened no file: the samples came from memory, "
+                           f"read whole {'in `__init__`' if in_init else 'beforehand'}. {advice}")
+        raise Fail(f"{seen}: it reads far more than one sample, or keeps the samples it read. "
+                   f"{advice}")

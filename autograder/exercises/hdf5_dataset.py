@@ -2,10 +2,14 @@
 
 Contract (keep these names; other material depends on them): `HDF5Dataset(h5_path,
 transform=None)` over a file holding `images` (N, 3, H, W) uint8 and `labels` (N,) int64;
-`ds[i]` follows the course's Dataset contract (see dataset_contract.py); it never reads all
-images into memory; it holds no open file handle after `__init__` (it opens lazily, once per
-process, and reuses the handle); it stays picklable after use in the parent; it works with
-`DataLoader(num_workers=2)` under fork and spawn; it does not leak file handles.
+`ds[i]` follows the course's Dataset contract (see dataset_contract.py), the transform included
+(called once per item, on the float32 image); it never reads all images into memory; it holds
+no open file handle after `__init__` (it opens lazily, once per process, and reuses the
+handle); it stays picklable after use in the parent; it works with `DataLoader(num_workers=2)`
+under fork and spawn; it does not leak file handles.
+
+Each check fails only on what it observed: a check that sees nothing of its property (no open, no
+handle) passes rather than guess at another defect, which the check that observes it reports.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import h5py
 import numpy as np
 
 from autograder.engine import fixtures
+from autograder.engine.context import LearnerRaised, NotAttempted
 from autograder.engine.feedback import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
 from autograder.exercises import dataset_contract as contract
@@ -80,8 +85,16 @@ class ReferenceHDF5Dataset:
 
 
 def _build(ctx, submission, path, **kwargs):
-    args = ", transform=flip" if "transform" in kwargs else ""
+    transform = kwargs.get("transform")
+    args = "" if transform is None else ", transform=flip" if transform is _flip \
+        else ", transform=record"
     return ctx.call(f"{SUBJECT}(h5_path{args})", submission[SUBJECT], str(path), **kwargs)
+
+
+def _own_files(path) -> int:
+    """h5py file objects open on `path` in this process (several may share one descriptor)."""
+    return len([fid for fid in h5py.h5f.get_obj_ids(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
+                if fid.name.decode(errors="replace") == str(path)])
 
 
 def act_values(ctx, submission):
@@ -109,6 +122,12 @@ def act_transform(ctx, submission):
     return contract.read_items(ctx, ds, [5, 40])
 
 
+def act_transform_input(ctx, submission):
+    return contract.transform_pass(
+        ctx, lambda record: _build(ctx, submission, ctx.fixtures[SMALL], transform=record),
+        [5, 40])
+
+
 def act_no_full_read(ctx, submission):
     path = ctx.fixtures[BIG]
     contract.streaming_pass(ctx, lambda: ReferenceHDF5Dataset(path),
@@ -122,36 +141,56 @@ def act_handles(ctx, submission):
     ctx.mark("before_init")
     ds = _build(ctx, submission, path)
     ctx.mark("after_init")
+    after_init = _own_files(path)
     for i in range(48):
         ctx.call(f"ds[{i}]", ds.__getitem__, i)
         if i % 8 == 0:
             ctx.call("len(ds)", len, ds)
     ctx.mark("after_reads")
-    own = [fid for fid in h5py.h5f.get_obj_ids(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
-           if fid.name.decode(errors="replace") == str(path)]
-    return {"h5py_open_files": len(own)}
+    return {"h5py_open_files_after_init": after_init, "h5py_open_files": _own_files(path)}
+
+
+def _error(e: BaseException) -> str:
+    if isinstance(e, LearnerRaised):
+        e = e.error
+    return f"{type(e).__name__}: {e}"[:300]
 
 
 def _pickle_round_trip(ctx, ds, when: str) -> dict:
+    """Pickle, unpickle and read `copy[3]`; record which step failed, and how."""
     try:
         blob = pickle.dumps(ds)
     except Exception as e:
-        return {f"{when}_error": f"{type(e).__name__}: {e}"[:300]}
+        return {f"{when}_pickle_error": _error(e),
+                f"{when}_unpicklable": contract.unpicklable_attributes(ds)}
     try:
         copy = pickle.loads(blob)
-        image, label = ctx.call(f"ds[3] on a copy unpickled {when}", copy.__getitem__, 3)
-        ctx.save_array(f"copy_{when}", contract._as_array(image))
-        return {f"{when}_label": contract._as_int(label)}
     except Exception as e:
-        return {f"{when}_error": f"unpickling failed: {type(e).__name__}: {e}"[:300]}
+        return {f"{when}_unpickle_error": _error(e)}
+    try:
+        image, label = ctx.call(f"copy[3] on a copy unpickled {when}", copy.__getitem__, 3)
+    except NotAttempted:
+        raise
+    except Exception as e:
+        return {f"{when}_read_error": _error(e)}
+    ctx.save_array(f"copy_{when}", contract._numbers(image))
+    return {f"{when}_label": contract._as_int(label)}
 
 
 def act_picklable(ctx, submission):
-    ds = _build(ctx, submission, ctx.fixtures[SMALL])
+    path = ctx.fixtures[SMALL]
+    ds = _build(ctx, submission, path)
     data = _pickle_round_trip(ctx, ds, "before_use")
     ctx.call("ds[0]", ds.__getitem__, 0)
     data.update(_pickle_round_trip(ctx, ds, "after_use"))
-    return data
+    try:  # what the original returns: a reference point only, the value checks judge it
+        image, label = ctx.call("ds[3]", ds.__getitem__, 3)
+    except NotAttempted:
+        raise
+    except Exception:
+        return data
+    ctx.save_array("original", contract._numbers(image))
+    return {**data, "original_label": contract._as_int(label)}
 
 
 def _act_loader(ctx, submission, context: str):
@@ -196,10 +235,14 @@ def judge_transform(trace) -> None:
     contract.judge_images(trace, _image, transform=lambda a: a[..., ::-1])
 
 
+def judge_transform_input(trace) -> None:
+    contract.judge_transform_input(trace, _image, SMALL_SHAPE[1], SMALL_SHAPE[2])
+
+
 def judge_no_full_read(trace) -> None:
     contract.judge_streaming(trace, trace.data["bytes"] / 2**20, "images",
                              "Read `images[idx]` (one sample) in `__getitem__` and keep nothing "
-                             "else.")
+                             "else.", fixture=BIG)
 
 
 def judge_lazy_open(trace) -> None:
@@ -212,40 +255,60 @@ def judge_lazy_open(trace) -> None:
 
 
 def judge_reuses_handle(trace) -> None:
-    opens = trace.opens_between("after_init", "after_reads", SMALL)
+    """Fails only on what it sees: more than one open while reading.
+
+    No open at all is not a defect of this property: either a handle opened in `__init__` was
+    kept (`lazy_open` sees its descriptor) or the samples came from memory (`no_full_read` sees
+    that), and neither reopens the file per item.
+    """
     if not trace.opens_available:
         return  # no inotify on this system (not Linux): the descriptor checks still apply
+    opens = trace.opens_between("after_init", "after_reads", SMALL)
     if opens > 1:
         raise Fail(f"reading 48 samples and calling len() 6 times opened the file {opens} "
                    "times: open it once per process and keep the handle (and the `images` and "
                    "`labels` dataset objects) for later calls; `__len__` should not open it.")
-    if opens == 0:
-        raise Fail("reading 48 samples never opened the file after `__init__`: the handle "
-                   "was opened in `__init__` and kept, which breaks under DataLoader workers.")
 
 
 def judge_no_handle_leak(trace) -> None:
+    """Handles opened while reading and still open: what `__init__` left is `lazy_open`'s."""
+    fds0 = sum(trace.mark("after_init").fds.values())
     fds = sum(trace.mark("after_reads").fds.values())
+    files0 = trace.data.get("h5py_open_files_after_init", 0)
     files = trace.data.get("h5py_open_files", 0)
-    if fds > 1 or files > 1:
-        raise Fail(f"after reading 48 samples the process holds {fds} descriptor(s) and "
-                   f"{files} open h5py file object(s) on the dataset: each `__getitem__` opens "
-                   "a new handle and never closes it. Keep one handle per process.")
+    if fds - fds0 > 1 or files - files0 > 1:
+        raise Fail(f"reading 48 samples left {fds - fds0} more descriptor(s) and "
+                   f"{files - files0} more open h5py file object(s) on the dataset than "
+                   f"`__init__` did ({fds} and {files} in all): the handles `__getitem__` "
+                   "opens are neither closed nor reused. Keep one handle per process.")
 
 
 def judge_picklable(trace) -> None:
+    data = trace.data
     for when, words in (("before_use", "right after `__init__`"),
                         ("after_use", "after `ds[0]` ran in this process")):
-        if f"{when}_error" in trace.data:
+        if f"{when}_pickle_error" in data:
             raise Fail(f"the dataset cannot be pickled {words} "
-                       f"({trace.data[f'{when}_error']}); `spawn`/`forkserver` workers receive "
-                       "a pickled copy. Drop the open handle in `__getstate__` (or never store "
-                       "it on the instance before pickling).")
-        got, want = trace.arrays[f"copy_{when}"], _image(3).astype(np.float64) / 255
-        if got.shape != want.shape or not np.allclose(got, want, atol=1e-6) \
-                or trace.data[f"{when}_label"] != _label(3):
-            raise Fail(f"a copy unpickled {words} does not return the same sample as the "
-                       "original.")
+                       f"({data[f'{when}_pickle_error']}), and `spawn`/`forkserver` workers "
+                       "receive a pickled copy: "
+                       f"{contract.pickling_advice(data.get(f'{when}_unpicklable', []))}.")
+        if f"{when}_unpickle_error" in data:
+            raise Fail(f"the dataset pickles {words}, but the copy cannot be unpickled "
+                       f"({data[f'{when}_unpickle_error']}), as a `spawn` worker must.")
+        if f"{when}_read_error" in data:
+            raise Fail(f"a copy unpickled {words} raised {data[f'{when}_read_error']} at "
+                       "`copy[3]`: a copy must open its own handle the first time it reads.")
+        got, want = trace.arrays[f"copy_{when}"].astype(np.float64), \
+            _image(3).astype(np.float64) / 255
+        if got.shape == want.shape and np.allclose(got, want, atol=1e-6) \
+                and data[f"{when}_label"] == _label(3):
+            continue
+        original = trace.arrays.get("original", np.zeros(0)).astype(np.float64)
+        if got.shape == original.shape and np.allclose(got, original, atol=1e-6) \
+                and data[f"{when}_label"] == data.get("original_label"):
+            continue  # the copy reads as the original does: wrong values are `values`' to judge
+        raise Fail(f"a copy unpickled {words} returns another sample at `copy[3]` than the "
+                   "original's `ds[3]`.")
 
 
 def judge_workers(trace) -> None:
@@ -269,9 +332,14 @@ CHECKS = [
     _check("random_indices", 1, "any index returns its own image and label", act_random_indices,
            judge_random_indices, fixtures=(SMALL,), hidden=True,
            hint="Index the file's datasets with the index you were given, nothing else."),
-    _check("transform", 1, "the `transform` is applied to the image", act_transform,
+    _check("transform", 0.5, "the `transform`'s result is the image returned", act_transform,
            judge_transform, fixtures=(SMALL,), hidden=True,
            hint="Keep `transform` in `__init__` and apply it to the image when it is not None."),
+    _check("transform_input", 0.5,
+           "`ds[i]` calls the transform once, on the float32 (3, H, W) image images[i] / 255",
+           act_transform_input, judge_transform_input, fixtures=(SMALL,),
+           hint="Convert first, `image = torch.from_numpy(self._images[idx]).float() / 255`, "
+                "then `image = self.transform(image)` once, in `__getitem__`."),
     _check("no_full_read", 2, "reading every sample keeps memory flat (no full read, no cache)",
            act_no_full_read, judge_no_full_read, fixtures=(BIG,), timeout_s=90,
            hint="Never call `f['images'][:]`; index one sample, `self._images[idx]`, and return "

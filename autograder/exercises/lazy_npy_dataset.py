@@ -2,8 +2,9 @@
 
 Contract: `LazyNpyDataset(folder, transform=None)`; `len(ds)` is the number of sample files;
 `ds[i]` returns `(image, label)` with image a float32 tensor (3, H, W) equal to the file's uint8
-values / 255 (through `transform` if given) and label `labels.npy[i]`; nothing but the file list
-and the labels is read in `__init__`.
+values / 255 (through `transform` if given: called once per item, on that float32 image) and
+label `labels.npy[i]`; nothing but the file list and the labels is read in `__init__`, and each
+`ds[i]` opens no file but its own (inotify counts the opens from outside the child).
 """
 
 from __future__ import annotations
@@ -70,10 +71,28 @@ def act_transform(ctx, submission):
     return contract.read_items(ctx, ds, [3, 21])
 
 
+def act_transform_input(ctx, submission):
+    return contract.transform_pass(
+        ctx, lambda record: ctx.call(f"{SUBJECT}(folder, transform=record)", submission[SUBJECT],
+                                     ctx.fixtures[SMALL], transform=record), [3, 21])
+
+
 def act_random_indices(ctx, submission):
     ds = ctx.call(f"{SUBJECT}(folder)", submission[SUBJECT], ctx.fixtures[SMALL])
     indices = [int(i) for i in np.random.default_rng(5).permutation(40)[:12]]
     return contract.read_items(ctx, ds, indices)
+
+
+ONE_FILE_INDICES = [4, 17, 4, 33]
+
+
+def act_one_file_per_item(ctx, submission):
+    ds = ctx.call(f"{SUBJECT}(folder)", submission[SUBJECT], ctx.fixtures[SMALL])
+    ctx.mark("after_init")
+    for k, i in enumerate(ONE_FILE_INDICES):
+        ctx.call(f"ds[{i}]", ds.__getitem__, i)
+        ctx.mark(f"after_item_{k}")
+    return {"indices": ONE_FILE_INDICES}
 
 
 def act_stays_small(ctx, submission):
@@ -112,13 +131,36 @@ def judge_transform(trace) -> None:
     contract.judge_images(trace, _image, transform=lambda a: a[..., ::-1])
 
 
+def judge_transform_input(trace) -> None:
+    contract.judge_transform_input(trace, _image, 20, 24)
+
+
 def judge_random_indices(trace) -> None:
     judge_values(trace)
 
 
+def judge_one_file_per_item(trace) -> None:
+    """Fails only on a file other than the item's own: how often a loader opens that one file
+    (np.load with mmap_mode opens it more than once) is not the dataset's choice, and an item
+    that opens nothing was served from memory, which `stays_small` judges."""
+    if not trace.opens_available:
+        return  # no inotify here: nothing to count (the memory check still applies)
+    for k, i in enumerate(trace.data["indices"]):  # each mark counts the opens since the last
+        opens = {f.split("/", 1)[1]: n for f, n in trace.mark(f"after_item_{k}").opens.items()
+                 if f.startswith(f"{SMALL}/")}
+        own = f"{i:06d}.npy"
+        others = {f: n for f, n in opens.items() if f != own}
+        if others:
+            seen = ", ".join(f"{f} {n}x" for f, n in sorted(others.items()))
+            raise Fail(f"`ds[{i}]` opened {seen} besides its own file {own}: each item should "
+                       "load one file, its own. Keep what every item needs (the file list, the "
+                       "labels) from `__init__`.")
+
+
 def judge_stays_small(trace) -> None:
     contract.judge_streaming(trace, trace.data["bytes"] / 2**20, "sample files",
-                             "Read one file per `__getitem__` and keep nothing else.")
+                             "Read one file per `__getitem__` and keep nothing else.",
+                             fixture=BIG)
 
 
 CHECKS = [
@@ -131,14 +173,24 @@ CHECKS = [
           act_length, judge_length, fixtures=(SMALL,),
           hint="List the files matching `[0-9]*.npy` once in `__init__`; `labels.npy` is not a "
                "sample."),
-    Check("lazy_npy_dataset_transform", 1, "the `transform` is applied to the image",
+    Check("lazy_npy_dataset_transform", 0.5, "the `transform`'s result is the image returned",
           act_transform, judge_transform, fixtures=(SMALL,), hidden=True,
           hint="Store `transform` in `__init__` and call it on the image in `__getitem__` when "
                "it is not None."),
+    Check("lazy_npy_dataset_transform_input", 0.5,
+          "`ds[i]` calls the transform once, on the float32 (3, H, W) image: the file / 255",
+          act_transform_input, judge_transform_input, fixtures=(SMALL,),
+          hint="Convert first, `torch.from_numpy(np.load(path)).float() / 255`, then call "
+               "`self.transform(image)` once, in `__getitem__`."),
     Check("lazy_npy_dataset_random_indices", 1, "any index returns its own file and label",
           act_random_indices, judge_random_indices, fixtures=(SMALL,), hidden=True,
           hint="Sort the file names so index i is file i."),
-    Check("lazy_npy_dataset_stays_small", 2,
+    Check("lazy_npy_dataset_one_file_per_item", 0.5,
+          "each `ds[i]` opens one file, its own", act_one_file_per_item,
+          judge_one_file_per_item, fixtures=(SMALL,),
+          hint="`np.load(self.paths[idx])` is the only file `__getitem__` should open; load "
+               "`labels.npy` once, in `__init__`."),
+    Check("lazy_npy_dataset_stays_small", 1.5,
           "building the dataset and reading every sample keeps memory flat",
           act_stays_small, judge_stays_small, fixtures=(BIG,), timeout_s=60,
           hint="Keep only the list of paths and the labels in `__init__`; call `np.load` on one "

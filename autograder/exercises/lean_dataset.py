@@ -3,7 +3,9 @@
 Contract: `LeanDataset(h5_path, index_path)`; `index.npy` lists the rows of `images.h5` that
 belong to the dataset, in order; `len(ds)` is the length of that index; `ds[i]` returns
 `(image, label)` where image is a float32 tensor (3, H, W) equal to `images[index[i]] / 255` and
-label is `labels[index[i]]`. After the first item it opens no file again, looks up no HDF5 object
+label is `labels[index[i]]` (a Python int, a NumPy int64 or a 0-dim int64 tensor). `__init__`
+opens no file that stays open: the HDF5 file is opened on the first item in each process. After
+the first item it opens no file again, looks up no HDF5 object
 by name again and reads only the sample it returns; it works in `spawn` DataLoader workers after
 it has been used in the parent; and it never holds all the images in memory.
 
@@ -24,6 +26,7 @@ import numpy as np
 from autograder.engine import fixtures
 from autograder.engine.feedback import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
+from autograder.exercises import dataset_contract as contract
 
 SUBJECT = "LeanDataset"
 SMALL = "lean_small"
@@ -143,7 +146,8 @@ def _read(ctx, ds, positions: list[int]) -> dict:
         ctx.save_array(f"item_{k}", _as_array(image))
         labels.append(_as_int(label))
         kinds.append({"type": type(image).__name__, "tensor": isinstance(image, torch.Tensor),
-                      "dtype": str(getattr(image, "dtype", "")).replace("torch.", "")})
+                      "dtype": str(getattr(image, "dtype", "")).replace("torch.", ""),
+                      "label": contract._kind(label)})
     ctx.save_array("item_labels", np.array(labels, dtype=np.int64))
     return {"positions": positions, "kinds": kinds}
 
@@ -260,6 +264,19 @@ def act_spawn_workers(ctx, submission):
     if batches:
         ctx.save_array("first_batch", batches[0])
         ctx.save_array("last_batch", batches[-1])
+    # What the main process itself returns for the same positions: the judge tells a sample the
+    # workers got wrong from one the dataset gets wrong everywhere (the value checks' to judge).
+    try:
+        main = [ctx.call("ds[i] in the main process after the loader", ds.__getitem__, i)
+                for i in range(len(labels))]
+        ctx.save_array("main_labels", np.array([_as_int(y) for _, y in main], dtype=np.int64))
+        if batches:
+            ctx.save_array("main_first", np.stack([_as_array(x) for x, _ in
+                                                   main[:len(batches[0])]]))
+            ctx.save_array("main_last", np.stack([_as_array(x) for x, _ in
+                                                  main[len(main) - len(batches[-1]):]]))
+    except Exception:
+        pass  # only a reference point; the workers are judged on their own
     return {"batches": len(batches)}
 
 
@@ -334,6 +351,10 @@ def judge_values(trace) -> None:
                        "SlowDataset does.")
         if kind["dtype"] != "float32":
             raise Fail(f"ds[{i}][0] has dtype {kind['dtype']}; SlowDataset returns float32.")
+        if not contract.label_kind_ok(kind["label"]):
+            raise Fail(f"ds[{i}][1] is {contract.describe_kind(kind['label'])}; SlowDataset "
+                       "returns a Python int (a NumPy int64 or a 0-dim int64 tensor also "
+                       "collates into the int64 batch `CrossEntropyLoss` needs).")
 
 
 def judge_length(trace) -> None:
@@ -372,6 +393,15 @@ def judge_opens_once(trace) -> None:
                    "length once in `__init__` and return it.")
 
 
+def judge_lazy_open(trace) -> None:
+    held = trace.mark("after_init").fds.get(f"{SMALL}/images.h5", 0)
+    if held:
+        raise Fail(f"right after `__init__` the process held {held} descriptor(s) on images.h5: "
+                   "the file was opened in `__init__` and kept. Open it on the first "
+                   "`__getitem__` in each process (read the labels inside `with h5py.File(...)` "
+                   "so that file closes again).")
+
+
 def judge_no_repeated_lookups(trace) -> None:
     lookups, reads = trace.data["lookups"], trace.data["reads"]
     if lookups > 5:
@@ -390,20 +420,41 @@ def judge_reads_only_the_sample(trace) -> None:
                    "`labels[row]`.")
 
 
+def _as_main(trace, key: str, main_key: str) -> bool:
+    """Do the workers' `key` equal what the main process's own `ds[i]` returned?"""
+    got, main = trace.arrays.get(key), trace.arrays.get(main_key)
+    if got is None or main is None or got.shape != main.shape:
+        return False
+    return bool(np.allclose(got.astype(np.float64), main.astype(np.float64), atol=1e-6))
+
+
 def judge_spawn_workers(trace) -> None:
+    """Every item once, in order, with its pixels; what the workers deliver exactly as the main
+    process's `ds[i]` returns it passes here even when both are wrong (the value checks')."""
     images, labels, index = _fixture()
     got = [int(x) for x in trace.arrays.get("labels", np.array([], dtype=np.int64))]
     want = [int(labels[r]) for r in index]
-    if got != want:
+    if got != want and not _as_main(trace, "labels", "main_labels"):
         if sorted(got) == sorted(want):
             raise Fail("the workers returned every item, but not in index order.")
-        raise Fail(f"two spawn workers returned {len(got)} labels for a dataset of {len(want)} "
-                   "items, not each item once in order.")
+        if len(got) != len(want):
+            raise Fail(f"two spawn workers returned {len(got)} labels for a dataset of "
+                       f"{len(want)} items: each item must arrive once.")
+        wrong = sum(g != w for g, w in zip(got, want, strict=True))
+        raise Fail(f"two spawn workers returned {len(got)} labels, one per item, but {wrong} of "
+                   "them differ from labels[index[i]] and from what `ds[i]` returns in the main "
+                   "process.")
     first = images[index[:SPAWN_BATCH]].astype(np.float32) / 255
-    _compare_image(trace.arrays["first_batch"], first, "the first batch from the workers")
     last_rows = index[(len(index) - 1) // SPAWN_BATCH * SPAWN_BATCH:]
     last = images[last_rows].astype(np.float32) / 255
-    _compare_image(trace.arrays["last_batch"], last, "the last batch from the workers")
+    for key, main, want_images, where in (
+            ("first_batch", "main_first", first, "the first batch from the workers"),
+            ("last_batch", "main_last", last, "the last batch from the workers")):
+        try:
+            _compare_image(trace.arrays[key], want_images, where)
+        except Fail:
+            if not _as_main(trace, key, main):
+                raise
 
 
 def _anon(trace, label: str) -> float:
@@ -446,7 +497,12 @@ CHECKS = [
     Check("lean_dataset_random_indices", 1, "any index returns SlowDataset's sample and label",
           act_random_indices, judge_random_indices, fixtures=(SMALL,), hidden=True,
           hint="Map position i to the file's row with the index loaded in `__init__`."),
-    Check("lean_dataset_opens_files_once", 2,
+    Check("lean_dataset_lazy_open", 0.5,
+          "`__init__` leaves the HDF5 file closed: it is opened on the first item",
+          act_opens_once, judge_lazy_open, fixtures=(SMALL,),
+          hint="Read the labels inside `with h5py.File(h5_path, \"r\") as f:` and set the "
+               "handle to None; open the file in `__getitem__` when it is still None."),
+    Check("lean_dataset_opens_files_once", 1.5,
           "after the first item, reading more items and calling len() opens no file again",
           act_opens_once, judge_opens_once, fixtures=(SMALL,),
           hint="Load `index.npy` (and the labels) in `__init__`; open the HDF5 file on the "

@@ -3,10 +3,15 @@
 Contract (the same as 05's HDF5Dataset, for LMDB): `LMDBDataset(lmdb_path, transform=None)` over
 a folder written by `memcourse.formats.write_lmdb`; `len(ds)` is the number of samples; `ds[i]`
 returns `(image, label)` with image a float32 tensor (3, H, W) equal to the stored uint8 / 255
-(through `transform` if given) and label `labels[i]` (int, NumPy int64 or 0-dim int64 tensor).
+(through `transform` if given: called once per item, on that float32 image) and label `labels[i]`
+(int, NumPy int64 or 0-dim int64 tensor).
 It holds no open environment after `__init__`, opens one lazily per process and reuses it, never
 uses an environment opened by another process (fork), stays picklable after use, works with
 `DataLoader(num_workers=2)` under fork and spawn, and never holds all images in memory.
+
+Each check fails only on what it observed: forked workers that open no environment are blamed for
+reading through their parent's only when the parent held one, and a pickling error is blamed on
+the environment only when one was open.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from autograder.engine import fixtures
+from autograder.engine.context import NotAttempted
 from autograder.engine.feedback import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
 from autograder.exercises import dataset_contract as contract
@@ -100,7 +106,9 @@ class ReferenceLMDBDataset:
 
 
 def _make(ctx, submission, fixture=SMALL, **kwargs):
-    args = ", transform=flip" if kwargs else ""
+    transform = kwargs.get("transform")
+    args = "" if transform is None else ", transform=record" \
+        if isinstance(transform, contract.RecordingTransform) else ", transform=flip"
     return ctx.call(f"{SUBJECT}(lmdb_path{args})", submission[SUBJECT], str(ctx.fixtures[fixture]),
                     **kwargs)
 
@@ -120,26 +128,32 @@ def act_transform(ctx, submission):
     return contract.read_items(ctx, _make(ctx, submission, transform=flip), [3, 21])
 
 
+def act_transform_input(ctx, submission):
+    return contract.transform_pass(
+        ctx, lambda record: _make(ctx, submission, transform=record), [3, 21])
+
+
 def act_random_indices(ctx, submission):
     indices = [int(i) for i in np.random.default_rng(5).permutation(40)[:12]]
     return contract.read_items(ctx, _make(ctx, submission), indices)
 
 
-def _try_pickle(ds) -> tuple[bytes | None, str]:
+def _try_pickle(ds) -> tuple[bytes | None, str, list[dict]]:
+    """The pickled dataset, or the error and which entries of its state would not pickle."""
     try:
-        return pickle.dumps(ds), ""
+        return pickle.dumps(ds), "", []
     except NotImplementedError:
-        return None, "`__getstate__` still raises NotImplementedError"
+        return None, "`__getstate__` still raises NotImplementedError", []
     except Exception as e:
-        return None, f"{type(e).__name__}: {e}"
+        return None, f"{type(e).__name__}: {e}"[:300], contract.unpicklable_attributes(ds)
 
 
 def act_lazy_open(ctx, submission):
     ctx.mark("before_init")
     ds = _make(ctx, submission)
     ctx.mark("after_init")
-    _blob, error = _try_pickle(ds)
-    return {"pickle_error": error}
+    _blob, error, unpicklable = _try_pickle(ds)
+    return {"pickle_error": error, "unpicklable": unpicklable}
 
 
 def _calibrate(ctx, fixture=SMALL) -> None:
@@ -165,15 +179,23 @@ def act_reuses_env(ctx, submission):
 def act_picklable_after_use(ctx, submission):
     ds = _make(ctx, submission)
     ctx.call("ds[0]", ds.__getitem__, 0)
-    blob, error = _try_pickle(ds)
+    ctx.mark("after_use")
+    try:  # what the original returns: a reference point only, the value checks judge it
+        original = contract.read_items(ctx, ds, [5, 17], prefix="original")
+    except NotAttempted:
+        raise
+    except Exception:
+        original = {}
+    blob, error, unpicklable = _try_pickle(ds)
     if blob is None:
-        return {"pickle_error": error}
+        return {"pickle_error": error, "unpicklable": unpicklable}
     # py-lmdb refuses a second environment on the same files in one process, so the original
     # must be gone before the copy opens its own (as it is in a real worker process).
     del ds
     gc.collect()
     copy = ctx.call("pickle.loads(pickle.dumps(ds))", pickle.loads, blob)
-    return {"pickle_error": "", **contract.read_items(ctx, copy, [5, 17])}
+    return {"pickle_error": "", "original": original,
+            **contract.read_items(ctx, copy, [5, 17], what="copy")}
 
 
 def act_stays_small(ctx, submission):
@@ -246,6 +268,12 @@ def judge_transform(trace) -> None:
     _compare(trace, transform=lambda a: a[..., ::-1])
 
 
+def judge_transform_input(trace) -> None:
+    images, _ = expected(SMALL)
+    _, height, width = _SHAPES[SMALL]
+    contract.judge_transform_input(trace, lambda i: images[i], height, width)
+
+
 def judge_random_indices(trace) -> None:
     _compare(trace)
 
@@ -277,7 +305,8 @@ def judge_lazy_open(trace) -> None:
     if trace.data["pickle_error"]:
         raise Fail("a freshly built dataset could not be pickled "
                    f"({trace.data['pickle_error']}); spawn and forkserver workers receive the "
-                   "dataset by pickling it.")
+                   "dataset by pickling it: "
+                   f"{contract.pickling_advice(trace.data.get('unpicklable', []))}.")
 
 
 def judge_reuses_env(trace) -> None:
@@ -301,10 +330,16 @@ def judge_reuses_env(trace) -> None:
 def judge_picklable_after_use(trace) -> None:
     if trace.data["pickle_error"]:
         raise Fail("after `ds[0]` the dataset could not be pickled "
-                   f"({trace.data['pickle_error']}): it still holds the environment it opened. "
-                   "Spawn and forkserver workers receive the dataset by pickling, often after "
-                   "a sanity check like `ds[0]`; drop the environment in `__getstate__`.")
-    _compare(trace)
+                   f"({trace.data['pickle_error']}); spawn and forkserver workers receive the "
+                   "dataset by pickling, often after a sanity check like `ds[0]`: "
+                   f"{contract.pickling_advice(trace.data.get('unpicklable', []))}.")
+    try:
+        _compare(trace)
+    except Fail as e:
+        if contract.same_items(trace, "item", "original", len(trace.data["indices"])):
+            return  # the copy reads as the original does: wrong values are `values`' to judge
+        raise Fail(f"a copy unpickled after `ds[0]` does not read as the original does: {e}") \
+            from None
 
 
 def judge_stays_small(trace) -> None:
@@ -331,16 +366,24 @@ def _judge_loader(trace) -> None:
 
 
 def judge_fork_workers(trace) -> None:
+    """Workers that open no environment of their own fail only if the parent held one.
+
+    With no descriptor on the LMDB files in the parent when the loader starts, there is nothing
+    to inherit: the samples came from memory (`stays_small` judges that), not through an
+    environment opened before the fork.
+    """
     _judge_loader(trace)
     if trace.opens_available:
+        held = _lmdb_fds(trace.mark("before_loader"))
         opens = _data_opens(trace, "before_loader", "after_loader")
-        if opens < 2 * _opens_per_env(trace):
-            raise Fail("the two forked workers read through the environment the main process "
-                       f"had opened for `ds[0]` (they opened {opens // _opens_per_env(trace)} "
-                       "environment(s) of their own). LMDB forbids using an environment in a "
-                       "process forked after it was opened; remember `os.getpid()` when you "
-                       "open, and in a process with another pid close the inherited environment "
-                       "and open a new one.")
+        if held and opens < 2 * _opens_per_env(trace):
+            raise Fail(f"when the loader started, the main process held {held} descriptor(s) "
+                       "on the LMDB files (the environment `ds[0]` opened), and the two forked "
+                       f"workers opened {opens // _opens_per_env(trace)} environment(s) of their "
+                       "own: they read through the inherited one. LMDB forbids using an "
+                       "environment in a process forked after it was opened; remember "
+                       "`os.getpid()` when you open, and in a process with another pid close "
+                       "the inherited environment and open a new one.")
 
 
 def judge_spawn_workers(trace) -> None:
@@ -357,9 +400,14 @@ CHECKS = [
     Check("lmdb_dataset_length", 1, "`len(ds)` is the number of samples",
           act_length, judge_length, fixtures=(SMALL,),
           hint="Read the length from the metadata (or the labels) once in `__init__`."),
-    Check("lmdb_dataset_transform", 1, "the `transform` is applied to the image",
+    Check("lmdb_dataset_transform", 0.5, "the `transform`'s result is the image returned",
           act_transform, judge_transform, fixtures=(SMALL,), hidden=True,
           hint="Store `transform` and call it on the float image when it is not None."),
+    Check("lmdb_dataset_transform_input", 0.5,
+          "`ds[i]` calls the transform once, on the float32 (3, H, W) image: stored bytes / 255",
+          act_transform_input, judge_transform_input, fixtures=(SMALL,),
+          hint="Convert first, `torch.from_numpy(image).float() / 255`, then call "
+               "`self.transform(image)` once, in `__getitem__`."),
     Check("lmdb_dataset_random_indices", 1, "any index returns its own image and label",
           act_random_indices, judge_random_indices, fixtures=(SMALL,), hidden=True,
           hint="Build the key from the index you were given: `lmdb_key(idx)`."),

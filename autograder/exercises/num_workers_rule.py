@@ -74,15 +74,17 @@ def _run(ctx, submission, name: str) -> dict:
 
 
 def _plain(value) -> dict:
-    """The learner's return value as JSON-able data: an int, or what else it was."""
-    if isinstance(value, bool):
+    """The learner's return value as JSON-able data: an int, or what else it was.
+
+    Kind "int" is an int (Python or NumPy); a float with an integral value keeps its kind, so
+    that only the check that judges the type (`picks_the_fastest`) deducts for it.
+    """
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
         return {"kind": "bool", "value": None}
-    try:
-        as_int = int(value)
-        if as_int == value:
-            return {"kind": "int", "value": as_int}
-    except (TypeError, ValueError, OverflowError):
-        pass
+    if isinstance(value, (int, np.integer)):
+        return {"kind": "int", "value": int(value)}
     try:
         return {"kind": type(value).__name__, "value": float(value)}
     except (TypeError, ValueError, OverflowError):
@@ -116,7 +118,9 @@ def act_beyond_the_cores_only_when_faster(ctx, submission):
 # ----------------------------------------------------------------------------- in the parent
 
 
-def _judge(name: str, hidden: bool, why: str):
+def _judge(name: str, hidden: bool, why: str, judges_type: bool = False):
+    """The judge of one case list; only the check with `judges_type` deducts for a number of
+    workers returned as another type (a float 2.0): the others judge the number."""
     def judge(trace) -> None:
         for (description, table, tolerance), got in zip(CASES[name], trace.data["results"],
                                                     strict=True):
@@ -126,7 +130,7 @@ def _judge(name: str, hidden: bool, why: str):
             if value is not None and value not in table and value in table.values():
                 raise Fail(f"for {description}, it returned {value:g}, a throughput from the "
                            "table; return the number of workers (a key) instead.")
-            if got["kind"] != "int":
+            if got["kind"] != "int" and (judges_type or value is None):
                 shown = f"{value:g} (a {got['kind']})" if value is not None else \
                     f"a {got['kind']}"
                 raise Fail(f"for {description}, it returned {shown}; return the number of "
@@ -149,7 +153,8 @@ CHECKS = [
     Check("choose_num_workers_picks_the_fastest", 1,
           "picks the fastest worker count when it stands clear of the others",
           act_picks_the_fastest, _judge("picks_the_fastest", False,
-                                        "Find the best throughput with `max` over the values."),
+                                        "Find the best throughput with `max` over the values.",
+                                        judges_type=True),
           hint="`best = max(measurements.values())`, then the smallest count within the "
                "tolerance of `best`."),
     Check("choose_num_workers_prefers_fewer_workers", 1,

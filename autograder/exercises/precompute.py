@@ -188,9 +188,14 @@ def _require_images(trace) -> dict:
         raise Fail("`precompute` returned, but `h5_out` does not exist: write the output file "
                    "at the path it is given.")
     if "open_error" in data:
+        error = data["open_error"]
+        if "signature not found" in error:  # what HDF5 says of a file it did not write
+            raise Fail(f"`h5_out` is not an HDF5 file ({error}): write it with "
+                       "`h5py.File(h5_out, 'w')` and `create_dataset`.")
+        advice = (" Close it before returning: `with h5py.File(h5_out, 'w') as f:` does that "
+                  "for you.") if "lock" in error or "already open" in error else ""
         raise Fail(f"the output file could not be opened after `precompute` returned "
-                   f"({data['open_error']}). Close it before returning: `with h5py.File(h5_out, "
-                   "'w') as f:` does that for you.")
+                   f"({error}).{advice}")
     if "images" not in data:
         raise Fail(f"the output file holds {data.get('keys') or 'nothing'}, but no `images` "
                    "dataset: store the transformed samples as `images`.")

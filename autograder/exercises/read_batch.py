@@ -98,9 +98,11 @@ def judge_no_full_read(trace) -> None:
     reference = trace.private_growth_mib("reference_start", "reference_end")
     learner = trace.private_growth_mib("reference_end", "learner_end")
     if learner > reference + max(8.0, 0.1 * data_mib):
-        raise Fail(f"reading 32 samples grew memory by {learner:.0f} MiB for a {data_mib:.0f} MiB "
-                   "dataset: it reads the whole dataset (`images[:]`) and then picks rows. Read "
-                   "only the rows you need.")
+        rows_mib = 32 * data_mib / BIG_SHAPE[0]
+        raise Fail(f"reading 32 samples ({rows_mib:.1f} MiB of rows) grew memory by "
+                   f"{learner:.0f} MiB, for a {data_mib:.0f} MiB dataset: it reads far more rows "
+                   "than it returns, as `images[:]` or a slice spanning the requested rows "
+                   "would. Read only the rows you need.")
 
 
 CHECKS = [

@@ -9,11 +9,14 @@ batches per second, as a float.
 The checks feed it datasets whose items cost a known sleep, so the expected throughput does not
 depend on how busy the machine's cores are, and compare its result with the reference function
 run in the same child. Ratios are generous: the defects they catch are off by factors of 2 to 8.
+The dataset given to the learner's function in the worker check logs which processes read its
+items, so a wrong rate is blamed on `num_workers` only when every item was read in one process.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 
 from autograder.engine.feedback import run_exercise
@@ -32,8 +35,9 @@ class SleepyDataset:
     in this process, which the checks read with num_workers=0.
     """
 
-    def __init__(self, n: int, item_s: float = ITEM_S, first_s: float = 0.0):
-        self.n, self.item_s, self.first_s = n, item_s, first_s
+    def __init__(self, n: int, item_s: float = ITEM_S, first_s: float = 0.0,
+                 log: str | None = None):
+        self.n, self.item_s, self.first_s, self.log = n, item_s, first_s, log
         self.calls = 0
         self._started = False
 
@@ -50,6 +54,12 @@ class SleepyDataset:
             time.sleep(self.first_s)
         time.sleep(self.item_s)
         self.calls += 1
+        if self.log is not None:  # one short append per item: which process read it
+            fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, f"{os.getpid()}\n".encode())
+            finally:
+                os.close(fd)
         return torch.zeros(3, 4, 4), i
 
 
@@ -86,12 +96,14 @@ def _number(value) -> tuple[float | None, str]:
 
 
 def _compare(ctx, submission, dataset_factory, label: str, *, num_workers: int,
-             batch_size: int, num_batches: int, references: int = 2) -> dict:
+             batch_size: int, num_batches: int, references: int = 2,
+             learner_dataset=None) -> dict:
     """Run reference, learner, reference (fresh datasets each time); return the numbers."""
     refs = []
     ref = reference_measure_throughput(dataset_factory(), num_workers, batch_size, num_batches)
     refs.append(ref)
-    value = ctx.call(label, submission[SUBJECT], dataset_factory(), num_workers,
+    dataset = learner_dataset if learner_dataset is not None else dataset_factory()
+    value = ctx.call(label, submission[SUBJECT], dataset, num_workers,
                      batch_size=batch_size, num_batches=num_batches)
     if references > 1:
         refs.append(reference_measure_throughput(dataset_factory(), num_workers, batch_size,
@@ -112,10 +124,14 @@ def act_uses_num_workers(ctx, submission):
     # process on any machine, so a benchmark that ignores `num_workers` is off by a factor ~3.
     # The timed window is long (24 batches of 8 ms items) so that a benchmark whose clock also
     # covers stopping the workers, a few hundred ms on a busy machine, stays well inside bounds.
+    log = ctx.workdir / "readers.log"
     data = _compare(ctx, submission, lambda: SleepyDataset(400, item_s=0.008),
                     "measure_throughput(dataset, 3, batch_size=8, num_batches=24)",
-                    num_workers=3, batch_size=8, num_batches=24)
-    return {**data, "low": 0.5}
+                    num_workers=3, batch_size=8, num_batches=24,
+                    learner_dataset=SleepyDataset(400, item_s=0.008, log=str(log)))
+    pids = log.read_text().split() if log.exists() else []
+    return {**data, "low": 0.5, "items_read": len(pids), "readers": len(set(pids)),
+            "read_in_main": sorted(set(pids)) == [str(os.getpid())]}
 
 
 def act_skips_start_up(ctx, submission):
@@ -170,11 +186,29 @@ def _judge_ratio(trace, what: str) -> None:
 def judge_samples_per_second(trace) -> None:
     _judge_ratio(trace, "Time only the batches after the warm-up batch, and divide the samples "
                         "they hold by the seconds they took.")
+    # The type is judged here only; the other checks compare the number.
+    kind = trace.data["kind"]
+    if kind not in ("float", "float64", "float32"):
+        article = "an" if kind[:1] in "aeiou" else "a"
+        raise Fail(f"`{trace.data['label']}` returned {trace.data['value']:,.4g} as {article} "
+                   f"{kind}: the rate is right, but return it as a float (do not round it).")
 
 
 def judge_uses_num_workers(trace) -> None:
-    _judge_ratio(trace, "With three workers the items load in parallel: pass `num_workers` to "
-                        "the DataLoader.")
+    """Blame `num_workers` only when every item was read in the calling process."""
+    data = trace.data
+    if data.get("read_in_main"):
+        why = (f"All {data['items_read']} items it read were read in the calling process, by "
+               "no worker: pass `num_workers` to the DataLoader, so three workers load items in "
+               "parallel.")
+    elif data.get("readers"):
+        why = (f"Its {data['items_read']} items were read by {data['readers']} processes, so "
+               "workers did run: the rate is off in how it is timed or counted. Time only the "
+               "batches after the warm-up, one batch per worker, and divide the samples they "
+               "hold by the seconds they took.")
+    else:
+        why = "It read no item of the dataset it was given."
+    _judge_ratio(trace, why)
 
 
 def judge_skips_start_up(trace) -> None:

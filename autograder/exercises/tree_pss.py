@@ -105,6 +105,13 @@ def _measure(ctx, submission, tree: str) -> dict:
             members.append({"pid": int(line[0]), "depth": int(line[1])})
         before = [_rollup(m["pid"]) for m in members]
         got = ctx.call(f"{SUBJECT}({proc.pid})", submission[SUBJECT], proc.pid)
+        # The same question about the calling process (the tree is among its descendants): an
+        # answer that does not change with `pid` shows the function measures something else.
+        try:
+            own = _plain_number(ctx.call(f"{SUBJECT}(os.getpid())", submission[SUBJECT],
+                                         os.getpid()))
+        except Exception:
+            own = None
         try:
             after = [_rollup(m["pid"]) for m in members]
         except OSError:  # the learner's code ended a process of the tree: judge on `before`
@@ -117,7 +124,7 @@ def _measure(ctx, submission, tree: str) -> dict:
             proc.kill()
     return {"tree": tree, "root": proc.pid, "members": members, "before": before,
             "after": after, "got": _plain_number(got), "got_type": type(got).__name__,
-            "checker_pid": os.getpid()}
+            "checker_pid": os.getpid(), "got_for_own_pid": own}
 
 
 def _plain_number(value):
@@ -192,13 +199,18 @@ def _judge(trace, hidden: bool) -> None:
         raise Fail(f"{call} counts the process and its direct children but not their "
                    "children: a tree can be deeper than one level, so include every "
                    "descendant.")
+    own = d.get("got_for_own_pid")
+    if own is not None and _close(got, own):
+        raise Fail(f"{call} returned {got:.1f} MiB for the test tree ({truth:.1f} MiB of PSS) and "
+                   f"{own:.1f} MiB for the calling process (`os.getpid()`, whose descendants "
+                   "include the tree): about the same, so the answer does not depend on `pid`. "
+                   "Measure `psutil.Process(pid)`, not `psutil.Process()`.")
     if hidden:
         raise Fail(f"{call} returned {got:.1f} MiB for a {n}-process tree, which is not the "
                    "PSS of the process and all its descendants.")
     what = "the process has" if n == 1 else f"the {n} processes of the tree have"
     raise Fail(f"{call} returned {got:.1f} MiB, but {what} {truth:.1f} MiB of PSS (read from "
-               "/proc/<pid>/smaps_rollup). Does it measure the process `pid` it was given, "
-               "not `os.getpid()`?")
+               "/proc/<pid>/smaps_rollup).")
 
 
 def judge_single_process(trace) -> None:

@@ -192,9 +192,15 @@ def _require_datasets(trace) -> dict:
         raise Fail("no file was written at `path`: create it there with "
                    "`h5py.File(path, 'w')`.")
     if "open_error" in info:
-        raise Fail(f"the file could not be opened for reading: {info['open_error']}. A file "
-                   "still open for writing is locked and may not be complete on disk; close it "
-                   "before returning: write inside `with h5py.File(path, 'w') as f:`.")
+        error = info["open_error"]
+        if "signature not found" in error:  # what HDF5 says of a file it did not write
+            raise Fail(f"the file at `path` is not an HDF5 file ({error}): write it with "
+                       "`h5py.File(path, 'w')` and `create_dataset`.")
+        if "lock" in error:  # HDF5's lock on a file another process still has open to write
+            raise Fail(f"the file could not be opened for reading: {error}. It is still open "
+                       "for writing, so it is locked and may not be complete on disk; close it "
+                       "before returning: write inside `with h5py.File(path, 'w') as f:`.")
+        raise Fail(f"the file could not be opened for reading: {error}.")
     for name in ("images", "labels"):
         if name not in info:
             raise Fail(f"the file has no dataset named `{name}` (it holds "

@@ -60,6 +60,11 @@ class ResilientExecute(Execute):
             return note
         return super().output(outs, msg, display_id, cell_index)
 
+    async def _async_handle_timeout(self, timeout, cell=None):
+        """Note the cell that hit the time limit, then interrupt it as nbgrader does."""
+        self.__dict__.setdefault("_interrupted", set()).add(self.__dict__.get("_current_index"))
+        return await super()._async_handle_timeout(timeout, cell)
+
     def preprocess(self, nb, resources=None, km=None):
         """Execute every code cell; a crash or a hung cell costs only that cell."""
         from nbclient import NotebookClient
@@ -91,7 +96,7 @@ class ResilientExecute(Execute):
                                 "NotebookTimeout", "not run: the notebook exceeded its "
                                 f"{self.notebook_timeout:.0f} s time limit")]
                             continue
-                        current["index"] = index
+                        current["index"] = self.__dict__["_current_index"] = index
                         self.preprocess_cell(cell, resources, index)
                 break
             except (DeadKernelError, CellTimeoutError, RuntimeError) as e:
@@ -114,6 +119,14 @@ class ResilientExecute(Execute):
                         "the cells before this one, and continued with the next cell")
         self.set_widgets_metadata()
         report["output_cut"] = sorted(self.__dict__.get("_cut_cells", ()))
+        # A cell that was interrupted at the time limit goes on as an error in the notebook;
+        # it is a timeout all the same, wherever the learner wrote it.
+        report["timeout"] = sorted(set(report["timeout"]) | self.__dict__.get("_interrupted",
+                                                                             set()))
+        report["memory_error"] = [
+            i for i, cell in enumerate(self.nb.cells) if cell.cell_type == "code" and any(
+                o.get("output_type") == "error" and o.get("ename") == "MemoryError"
+                for o in cell.get("outputs", []))]
         resources["memcourse"] = report
         return self.nb, resources
 

@@ -1,19 +1,67 @@
-"""Find the submissions to grade and say clearly what is wrong with the ones that cannot be.
+"""Find the submissions to grade, and account for every notebook in the input.
 
 Input is nbgrader's submitted layout, `<student>/<assignment>/<notebook>.ipynb`, or an LMS zip
 that nbgrader's `zip_collect` turns into that layout. Nothing in the input is ever modified.
+
+Every notebook file ends up in exactly one place: as a candidate for one notebook of one
+student's assignment, or in the list of unmatched files with the reason. Names that are near
+matches of an assignment's notebook (` (1)`, `-Copy1`, `Copy of …`, an LMS resubmission suffix
+`-1`, other case, spaces or hyphens for underscores, no `NN_` prefix) are candidates, flagged
+`misnamed`. Whether a candidate can be read, and which of several is graded, is decided later
+(`intake`, `pipeline`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 HUGE_NOTEBOOK_BYTES = 20 * 2**20
+SKIPPED_PARTS = (".ipynb_checkpoints", "__MACOSX")
+# Suffixes that editors, browsers and LMSs add to a file's name, stripped one after another.
+_NAME_NOISE = (r"\s*\(\d+\)$", r"[\s_-]*copy\d*$", r"-\d+$", r"^copy of\s+", r"^copy_of_")
+
+
+def normalise_name(stem: str) -> str:
+    """A file or folder name reduced to what identifies it: `Copy of 05 HDF5-Dataset (1)`
+    and `05_hdf5_dataset` both become `05_hdf5_dataset`."""
+    name = stem.strip().lower()
+    changed = True
+    while changed:
+        changed = False
+        for pattern in _NAME_NOISE:
+            new = re.sub(pattern, "", name).strip()
+            if new != name and new:
+                name, changed = new, True
+    return re.sub(r"[\s._-]+", "_", name).strip("_")
+
+
+def match_name(stem: str, targets: list[str]) -> tuple[str, bool] | None:
+    """The target `stem` names, and whether it names it exactly; None if it names none.
+
+    A target also matches without its `NN_` number (`hdf5_dataset` for `05_hdf5_dataset`).
+    """
+    if stem in targets:
+        return stem, True
+    key = normalise_name(stem)
+    for target in targets:
+        if key == normalise_name(target):
+            return target, False
+    for target in targets:
+        bare = re.sub(r"^\d+_", "", normalise_name(target))
+        if bare and key == bare:
+            return target, False
+    return None
+
+
+@dataclass
+class Candidate:
+    """One file that may be a student's notebook for one notebook of an assignment."""
+
+    path: Path
+    misnamed: str | None = None  # why the name is not the expected one, if it is not
 
 
 @dataclass
@@ -22,8 +70,7 @@ class Submission:
 
     student: str
     assignment: str
-    notebook_name: str  # the name the assignment expects, without .ipynb
-    notebook: Path | None = None  # the file to grade, if any
+    notebooks: dict[str, list[Candidate]]  # the assignment's notebook names -> candidates
     status: str = "ok"  # ok, not_submitted, invalid
     flags: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -33,89 +80,146 @@ class Submission:
     def key(self) -> str:
         return f"{self.student}/{self.assignment}"
 
+    def files(self) -> list[Path]:
+        return [c.path for cands in self.notebooks.values() for c in cands]
+
     def fingerprint(self) -> str:
-        """Hash of the submitted notebook's bytes: re-grading is skipped while it is unchanged."""
-        if self.notebook is None:
+        """Hash of every candidate file's name and bytes: re-grading is skipped while it holds."""
+        files = sorted(self.files())
+        if not files:
             return self.status
-        return hashlib.sha256(self.notebook.read_bytes()).hexdigest()
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()
 
 
-def _validate(path: Path) -> str | None:
-    """Return why `path` is not a gradable notebook, or None if it is."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return f"{path.name} is not UTF-8 text (byte {e.start}); re-save it from Jupyter"
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as e:
-        return f"{path.name} is not valid JSON (line {e.lineno}, column {e.colno}): the file " \
-               "is damaged or was edited outside Jupyter"
-    try:
-        nb = nbformat.reads(text, as_version=4)
-        nbformat.validate(nb)
-    except Exception as e:  # nbformat raises several kinds for a JSON that is not a notebook
-        return f"{path.name} is JSON but not a Jupyter notebook ({type(e).__name__})"
-    return None
+@dataclass
+class Unmatched:
+    """A notebook in the input that is graded nowhere, and why."""
+
+    path: str  # relative to the input folder
+    reason: str
 
 
-def find_submissions(root: Path, assignments: dict[str, str]) -> list[Submission]:
-    """Every (student, assignment) pair: students are the folders under `root`.
+def _notebooks_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.ipynb") if p.is_file()
+                  and not any(part in SKIPPED_PARTS for part in p.relative_to(folder).parts))
 
-    `assignments` maps each assignment to the notebook name it expects. A student with no
-    folder for an assignment is `not_submitted`; a lone notebook with another name is graded
-    and flagged `misnamed`; files other than the notebook are ignored and flagged.
+
+def find_submissions(root: Path, assignments: dict[str, list[str]]
+                     ) -> tuple[list[Submission], list[Unmatched]]:
+    """Every (student, assignment) pair, and the notebooks that belong to none.
+
+    `assignments` maps each assignment to the notebook names (without .ipynb) it expects.
+    Students are the folders under `root`; an assignment folder may be a near-match name. A
+    student with no folder and no notebook for an assignment is `not_submitted`; an assignment
+    of one notebook whose folder holds other notebooks only grades them all (`misnamed`).
     """
-    students = sorted(p.name for p in Path(root).iterdir()
-                      if p.is_dir() and not p.name.startswith("."))
+    root = Path(root)
+    unmatched: list[Unmatched] = []
+
+    def rel(p: Path) -> str:
+        return str(p.relative_to(root))
+
+    for path in sorted(root.glob("*.ipynb")):
+        unmatched.append(Unmatched(rel(path), "not inside a student's folder "
+                                   "(<student>/<assignment>/<notebook>.ipynb)"))
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix == ".ipynb"
+                       and any(part in ("__MACOSX",) for part in p.relative_to(root).parts)):
+        unmatched.append(Unmatched(rel(path), "a macOS resource file from the zip, not a "
+                                   "notebook"))
+    students = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and p.name not in SKIPPED_PARTS)
     found = []
-    for student in students:
-        for assignment, expected in sorted(assignments.items()):
-            sub = Submission(student, assignment, expected)
-            folder = Path(root) / student / assignment
+    names = sorted(assignments)
+    for student_dir in students:
+        folders: dict[str, list[Path]] = {a: [] for a in names}
+        loose: dict[str, list[Path]] = {a: [] for a in names}
+        for child in sorted(student_dir.iterdir()):
+            if child.name.startswith(".") or child.name in SKIPPED_PARTS:
+                continue
+            if child.is_dir():
+                match = match_name(child.name, names)
+                if match is None:
+                    for nb in _notebooks_under(child):
+                        unmatched.append(Unmatched(rel(nb), f"the folder `{child.name}` "
+                                                   "matches no assignment of the course"))
+                    continue
+                folders[match[0]].append(child)
+            elif child.suffix == ".ipynb":
+                owner = next((a for a in names if match_name(child.stem, assignments[a])
+                              or match_name(child.stem, [a])), None)
+                if owner is None:
+                    unmatched.append(Unmatched(rel(child), "directly in the student's folder, "
+                                               "and its name matches no assignment"))
+                else:
+                    loose[owner].append(child)
+        for assignment in names:
+            expected = assignments[assignment]
+            sub = Submission(student_dir.name, assignment, {n: [] for n in expected})
             found.append(sub)
-            if not folder.is_dir():
+            dirs, files = folders[assignment], []
+            for folder in dirs:
+                if folder.name != assignment:
+                    sub.flags.append("misnamed")
+                    sub.problems.append(f"the folder is called `{folder.name}`, not "
+                                        f"`{assignment}`; it was graded anyway")
+                files += [p for p in folder.rglob("*") if p.is_file()
+                          and not any(part in SKIPPED_PARTS for part in p.parts)]
+                if (folder / "timestamp.txt").is_file() and sub.timestamp is None:
+                    sub.timestamp = folder / "timestamp.txt"
+            notebooks = [p for p in files if p.suffix == ".ipynb"] + loose[assignment]
+            if loose[assignment]:
+                sub.problems.append(f"{', '.join(p.name for p in loose[assignment])} lay in the "
+                                    f"student's folder instead of `{assignment}/`")
+            if not dirs and not notebooks:
                 sub.status = "not_submitted"
                 continue
-            files = [p for p in folder.rglob("*") if p.is_file()
-                     and ".ipynb_checkpoints" not in p.parts]
-            notebooks = [p for p in files if p.suffix == ".ipynb" and p.parent == folder]
-            if (folder / "timestamp.txt").is_file():
-                sub.timestamp = folder / "timestamp.txt"
-            target = folder / f"{expected}.ipynb"
-            if target in notebooks:
-                sub.notebook = target
-            elif len(notebooks) == 1:
-                sub.notebook = notebooks[0]
+            others = []
+            for nb in notebooks:
+                match = match_name(nb.stem, expected)
+                if match is None:
+                    others.append(nb)
+                    continue
+                note = None if match[1] else f"named `{nb.name}`, not `{match[0]}.ipynb`"
+                sub.notebooks[match[0]].append(Candidate(nb, note))
+            if others and len(expected) == 1 and not sub.notebooks[expected[0]]:
+                # A lone notebook with another name is the work: grade it (and its siblings).
+                sub.notebooks[expected[0]] = [
+                    Candidate(nb, f"named `{nb.name}`, not `{expected[0]}.ipynb`")
+                    for nb in others]
+                others = []
+            for nb in others:
+                unmatched.append(Unmatched(rel(nb), f"in {sub.student}'s `{assignment}` folder, "
+                                           "but its name matches no notebook of the assignment "
+                                           f"({', '.join(e + '.ipynb' for e in expected)})"))
+            if any(c.misnamed for cands in sub.notebooks.values() for c in cands):
                 sub.flags.append("misnamed")
-                sub.problems.append(f"the notebook is called {notebooks[0].name}, not "
-                                    f"{expected}.ipynb; it was graded anyway")
-            elif not notebooks:
-                sub.status = "not_submitted"
+            graded = {c.path for cands in sub.notebooks.values() for c in cands}
+            extra = sorted(str(p.relative_to(student_dir)) for p in files
+                           if p not in graded and p.name != "timestamp.txt")
+            if extra:
+                sub.flags.append("extra_files")
+                sub.problems.append(f"ignored extra files: {', '.join(extra[:10])}"
+                                    + (f" and {len(extra) - 10} more" if len(extra) > 10 else ""))
+            if not graded:
+                sub.status = "not_submitted" if not files else "invalid"
                 if not files:
                     sub.flags.append("empty_submission")
                 else:
-                    sub.status = "invalid"
-                    sub.problems.append(f"no notebook in the submission (expected "
-                                        f"{expected}.ipynb)")
+                    sub.problems.append("no notebook in the submission (expected "
+                                        f"{', '.join(e + '.ipynb' for e in expected)})")
                 continue
-            else:
-                sub.status = "invalid"
-                sub.problems.append(f"several notebooks and none called {expected}.ipynb: "
-                                    f"{', '.join(sorted(p.name for p in notebooks))}")
-                continue
-            extra = sorted(str(p.relative_to(folder)) for p in files
-                           if p != sub.notebook and p.name != "timestamp.txt")
-            if extra:
-                sub.flags.append("extra_files")
-                sub.problems.append(f"ignored extra files: {', '.join(extra[:10])}")
-            problem = _validate(sub.notebook)
-            if problem:
-                sub.status = "invalid"
-                sub.problems.append(problem)
-            elif sub.notebook.stat().st_size > HUGE_NOTEBOOK_BYTES:
+            for name, cands in sub.notebooks.items():
+                if not cands and len(expected) > 1:
+                    sub.problems.append(f"no notebook `{name}.ipynb` in the submission; its "
+                                        "cells score 0")
+            big = [c.path for cands in sub.notebooks.values() for c in cands
+                   if c.path.stat().st_size > HUGE_NOTEBOOK_BYTES]
+            for path in big:
                 sub.flags.append("huge_output")
-                sub.problems.append(f"the notebook is {sub.notebook.stat().st_size / 2**20:.0f} "
-                                    "MB (outputs are cleared before grading)")
-    return found
+                sub.problems.append(f"{path.name} is {path.stat().st_size / 2**20:.0f} MB "
+                                    "(outputs are cleared before grading)")
+            sub.flags = list(dict.fromkeys(sub.flags))
+    return found, unmatched

@@ -1,13 +1,14 @@
 """`memcourse grade`: grade a class in one command, through nbgrader, in parallel and sandboxed.
 
-1. Find the submissions (`inputs`), copy the gradable notebooks into the course's
-   `grading/submitted/` (the input is never modified), and make sure nbgrader knows the
-   assignments, the datasets and the check fixtures exist.
-2. Prepare every submission in parallel worker processes (`worker`): sanitize, run in a
-   sandboxed kernel that survives crashes, run the graded program and the checks outside it.
+1. Stage the release the grader needs in its own folder (`build.stage_release`: nothing is
+   written into `solutions/` or `notebooks/`), find the submissions (`inputs`), read each
+   candidate notebook as Jupyter would, repairing schema nits (`intake`), and put its graded
+   cells back in the shape of the release (`reconcile`). The input is never modified.
+2. Prepare every candidate notebook in parallel worker processes (`worker`): sanitize, run in
+   a sandboxed kernel that survives crashes, run the graded program and the checks outside it.
 3. One thread of this process, the only gradebook writer, autogrades each submission with
-   nbgrader as soon as its worker has prepared it (`UsePreparedRun` stands in for execution)
-   and generates its feedback, while the other workers go on.
+   nbgrader as soon as all its notebooks are prepared (`UsePreparedRun` stands in for
+   execution): with several candidate files for one notebook, each is scored and the best kept.
 4. Write grades.csv, results.json, report.md and feedback/ (`results`).
 """
 
@@ -15,17 +16,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autograder import course
+import nbformat
+
+from autograder import build, course
 from autograder.engine.limits import Limits
-from autograder.grading.inputs import Submission, find_submissions
+from autograder.grading import intake, reconcile
+from autograder.grading.inputs import Submission, Unmatched, find_submissions, match_name
 from memcourse.errors import CourseError
 
 
@@ -45,16 +51,32 @@ class Settings:
     check_limits: Limits = Limits()
 
 
-# Canvas's bulk download names each file <lastfirst>_[LATE_]<userid>_<submissionid>_<file>;
-# set c.FileNameCollectorPlugin.named_regexp in nbgrader_config.py for another LMS.
+# Canvas's bulk download names each file <lastfirst>_[LATE_]<userid>_<submissionid>_<file>,
+# where <file> is the name the student uploaded (Canvas adds -1, -2 to a re-upload); set
+# c.FileNameCollectorPlugin.named_regexp in nbgrader_config.py for another LMS.
 DEFAULT_ZIP_REGEXP = (r"^(?:.*/)?(?P<student_id>[^_/]+)_(?:LATE_|late_)?\d+_\d+_"
                       r"(?P<file_id>[^/]+\.ipynb)$")
+ZIP_EXAMPLE = "smithjane_12345_67890_05_hdf5_dataset.ipynb"
 
 
-def _collect_zip(zip_path: Path, root: Path, staging: Path) -> Path:
-    """Turn an LMS bulk download into nbgrader's submitted layout with nbgrader's zip_collect."""
-    import re
+@dataclass
+class Collected:
+    """An LMS zip turned into the submitted layout, and what could not be placed."""
 
+    layout: Path
+    unmatched: list[Unmatched] = field(default_factory=list)
+    late: set[tuple[str, str]] = field(default_factory=set)  # (student, assignment)
+
+
+def _collect_zip(zip_path: Path, root: Path, staging: Path,
+                 notebooks: dict[str, list[str]]) -> Collected:
+    """Turn an LMS bulk download into nbgrader's submitted layout with nbgrader's zip_collect.
+
+    Each collected notebook keeps the name the student gave it, in the folder of the
+    assignment its name matches (near matches included), so that `find_submissions` sees every
+    file; names that match no assignment, and entries that do not follow the LMS naming, are
+    listed as unmatched.
+    """
     config = course.load_config(root)
     regexp = config.FileNameCollectorPlugin.get("named_regexp") or DEFAULT_ZIP_REGEXP
     shutil.rmtree(staging, ignore_errors=True)
@@ -72,31 +94,54 @@ def _collect_zip(zip_path: Path, root: Path, staging: Path) -> Path:
                                                      f"{os.pathsep}{os.environ['PATH']}"})
     collected = staging / "submitted"
     if proc.returncode != 0 or not collected.is_dir():
-        raise GradingError(f"nbgrader zip_collect could not read {zip_path.name}; expected "
-                           "files named like alice_1234_5678_05_hdf5_dataset.ipynb:\n"
-                           f"{proc.stderr[-1500:]}")
-    # zip_collect puts every file under <student>/upload/; each notebook's name (minus an LMS
-    # "-1" resubmission suffix) says which assignment it belongs to.
-    layout = staging / "layout"
-    for student_dir in sorted(collected.iterdir()):
-        for nb in sorted((student_dir / "upload").glob("*.ipynb")):
-            assignment = re.sub(r"-\d+$", "", nb.stem)
-            dest = layout / student_dir.name / assignment
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(nb, dest / f"{assignment}.ipynb")
-    if not layout.is_dir():
-        raise GradingError(f"{zip_path.name} holds no notebook named like "
-                           "alice_1234_5678_05_hdf5_dataset.ipynb.")
-    return layout
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise GradingError(f"nbgrader zip_collect could not read {zip_path.name} ({last}); "
+                           f"expected files named like {ZIP_EXAMPLE}.")
+    result = Collected(staging / "layout")
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            entries = [n for n in z.namelist() if n.endswith(".ipynb")]
+    except (zipfile.BadZipFile, OSError) as e:
+        raise GradingError(f"{zip_path.name} is not a readable zip file ({e}).") from None
+    names = sorted(notebooks)
+    for entry in entries:
+        base = entry.rsplit("/", 1)[-1]
+        if "__MACOSX" in entry or base.startswith("._"):
+            result.unmatched.append(Unmatched(entry, "a macOS resource file, not a notebook"))
+            continue
+        m = re.match(regexp, entry)
+        if not m:
+            result.unmatched.append(Unmatched(entry, "its name does not follow the LMS "
+                                              f"naming (like {ZIP_EXAMPLE})"))
+            continue
+        student, file_id = m.group("student_id"), m.group("file_id")
+        source = collected / student / "upload" / file_id
+        stem = Path(file_id).stem
+        owner = next((a for a in names if match_name(stem, notebooks[a])
+                      or match_name(stem, [a])), None)
+        if owner is None:
+            result.unmatched.append(Unmatched(entry, f"`{file_id}` matches no assignment of "
+                                              "the course"))
+            continue
+        if not source.is_file():
+            result.unmatched.append(Unmatched(entry, "nbgrader's zip_collect did not collect "
+                                              "it"))
+            continue
+        dest = result.layout / student / owner
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest / Path(file_id).name)
+        if re.search(r"_late_", base, flags=re.I):
+            result.late.add((student, owner))
+    result.layout.mkdir(parents=True, exist_ok=True)
+    return result
 
 
-def _prepare_course(root: Path, assignments: list[str]) -> None:
-    """Generate the assignments in nbgrader and make every dataset and fixture exist."""
-    from autograder.build import generate_notebooks
+def _prepare_course(root: Path, staging: Path, assignments: list[str]) -> build.StagedCourse:
+    """Stage the assignments' release for grading and make every dataset and fixture exist."""
     from autograder.exercises import all_exercises
     from memcourse import data
 
-    generate_notebooks(root, assignments)
+    staged = build.stage_release(root, staging, assignments)
     os.environ.setdefault("MEMCOURSE_DATA", str(data.data_dir()))
     data.ensure_dataset("tiny", progress=False)
     data.ensure_npy_folder("tiny", progress=False)
@@ -104,16 +149,88 @@ def _prepare_course(root: Path, assignments: list[str]) -> None:
     for exercise in exercises.values():
         if exercise.make_fixtures:
             exercise.make_fixtures()
+    return staged
 
 
-def _stage(sub: Submission, submitted_root: Path) -> None:
-    """Copy the notebook (and timestamp) into the course's submitted folder, renamed."""
-    dest = submitted_root / sub.student / sub.assignment
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    shutil.copyfile(sub.notebook, dest / f"{sub.notebook_name}.ipynb")
-    if sub.timestamp:
-        shutil.copyfile(sub.timestamp, dest / "timestamp.txt")
+@dataclass
+class Attempt:
+    """One candidate file for one notebook of a submission, as read and reconciled."""
+
+    notebook: str  # the assignment's notebook name it stands for
+    index: int  # its number among that notebook's candidates
+    file: Path  # the file in the input
+    misnamed: str | None
+    repairs: list[str]
+    problem: str | None  # why it cannot be graded
+    unanswered: bool = False
+    changes: list[str] = field(default_factory=list)  # what the learner changed, restored
+    notes: list[str] = field(default_factory=list)  # what was restored that no one changed
+    staged: Path | None = None  # the reconciled notebook the worker and nbgrader read
+    run: bool = True  # False: scored 0 without running (unanswered beside an answered copy)
+
+    @property
+    def label(self) -> str:
+        return self.file.name
+
+
+def _read_attempts(sub: Submission, staged: build.StagedCourse, folder: Path
+                   ) -> list[Attempt]:
+    """Read, repair and reconcile every candidate of `sub`; write each under `folder`."""
+    attempts = []
+    for name, candidates in sub.notebooks.items():
+        release = nbformat.read(staged.release_notebook(sub.assignment, name), as_version=4)
+        for k, cand in enumerate(candidates):
+            read = intake.read_submission(cand.path)
+            attempt = Attempt(name, k, cand.path, cand.misnamed, list(read.repairs),
+                              read.problem)
+            attempts.append(attempt)
+            if read.notebook is None:
+                continue
+            try:
+                attempt.unanswered = reconcile.is_unanswered(read.notebook, release)
+                done = reconcile.reconcile(read.notebook, release)
+                nb, attempt.changes, attempt.notes = done.notebook, done.tampering, done.notes
+            except Exception as e:  # a grader bug must not cost the submission: say so, go on
+                nb = read.notebook
+                attempt.notes = [f"the grader could not compare it with the release "
+                                 f"({type(e).__name__}: {e}); nbgrader's own sanitizing was "
+                                 "used alone"]
+            attempt.staged = folder / name / str(k) / f"{name}.ipynb"
+            attempt.staged.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, attempt.staged)
+        answered = [a for a in attempts if a.notebook == name and a.staged and not a.unanswered]
+        if answered:
+            for a in attempts:
+                if a.notebook == name and a.unanswered:
+                    a.run = False
+    return attempts
+
+
+def _note_attempts(sub: Submission, attempts: list[Attempt]) -> None:
+    """Flags and sentences for what reading the candidates found."""
+    for a in attempts:
+        where = a.label if len(attempts) > 1 else a.file.name
+        if a.misnamed:
+            sub.problems.append(f"the notebook is {a.misnamed}; it was graded anyway")
+        if a.problem:
+            sub.problems.append(a.problem)
+        if a.repairs:
+            sub.flags.append("repaired")
+            sub.problems.append(f"{where} did not follow the notebook format and was repaired "
+                                f"as Jupyter reads it: {'; '.join(a.repairs)}")
+        if a.changes:
+            sub.flags.append("tampered")
+            sub.problems.append(f"{where}: " + "; ".join(a.changes))
+        if a.notes:
+            sub.flags.append("earlier_release")
+            sub.problems.append(f"{where}: " + "; ".join(a.notes))
+    gradable = [a for a in attempts if a.staged]
+    if gradable and all(a.unanswered for a in gradable):
+        sub.flags.append("unanswered")
+        sub.problems.append("the notebook is identical to the release: nothing was answered")
+    if not gradable:
+        sub.status = "invalid"
+    sub.flags = list(dict.fromkeys(sub.flags))
 
 
 def grade(submissions: Path, out: Path, jobs: int | None = None,
@@ -144,20 +261,30 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     grading_root = (root / grading_root) if not grading_root.is_absolute() else grading_root
     work = grading_root.parent / "work"
     work.mkdir(parents=True, exist_ok=True)
-    if submissions.is_file() and submissions.suffix == ".zip":
-        submissions = _collect_zip(submissions, root, work / "zip")
-    elif not submissions.is_dir():
-        raise GradingError(f"{submissions} is neither a folder nor a .zip file.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GradingError(f"Cannot create the output folder {out}: {e.strerror}.") from None
+    staged = _prepare_course(root, work / "release", chosen)
+    notebooks = {a: list(staged[a].notebooks) for a in chosen}
+    collected = None
+    if submissions.is_file() and submissions.suffix == ".zip":
+        collected = _collect_zip(submissions, root, work / "zip", notebooks)
+        submissions = collected.layout
+    elif not submissions.is_dir():
+        raise GradingError(f"{submissions} is neither a folder nor a .zip file.")
 
-    _prepare_course(root, chosen)
-    found = find_submissions(submissions, {a: a for a in chosen})
+    found, unmatched = find_submissions(submissions, notebooks)
+    if collected is not None:
+        unmatched = collected.unmatched + unmatched
+        for sub in found:
+            if (sub.student, sub.assignment) in collected.late:
+                sub.flags.append("late")
+                sub.problems.append("the LMS marked the upload late")
     records_dir = work / "records"
     records_dir.mkdir(exist_ok=True)
-    todo, records = [], {}
+    todo: list[tuple[Submission, list[Attempt]]] = []
+    records = {}
     for sub in found:
         record_path = records_dir / f"{sub.student}__{sub.assignment}.json"
         fingerprint = sub.fingerprint()
@@ -166,9 +293,14 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
             if old.get("fingerprint") == fingerprint and old.get("status") != "error":
                 records[sub.key] = old
                 continue
+        attempts = []
         if sub.status == "ok":
-            _stage(sub, grading_root)
-            todo.append(sub)
+            folder = work / "candidates" / sub.student / sub.assignment
+            shutil.rmtree(folder, ignore_errors=True)
+            attempts = _read_attempts(sub, staged, folder)
+            _note_attempts(sub, attempts)
+        if sub.status == "ok":
+            todo.append((sub, attempts))
         else:
             records[sub.key] = results_mod.unsubmitted_record(sub, fingerprint)
 
@@ -177,30 +309,33 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     if todo:
         shutil.copyfile(db_path, snapshot)
     hide = sorted({str(root / "solutions"), str(course.repo_root() / "solutions"),
-                   str(grading_root.parent), str(submissions)})
+                   str(staged.source_directory), str(grading_root.parent), str(submissions)})
     prepared_root = work / "prepared"
 
-    def prepare(sub: Submission) -> Submission:
-        outdir = prepared_root / sub.student / sub.assignment / sub.notebook_name
+    def prepare(sub: Submission, attempt: Attempt) -> tuple[Submission, Attempt]:
+        name = f"{sub.student}__{sub.assignment}__{attempt.notebook}__{attempt.index}"
+        outdir = prepared_root / sub.student / sub.assignment / f"{attempt.notebook}~" \
+            f"{attempt.index}"
         job = {
-            "student": sub.student, "assignment": sub.assignment, "notebook": sub.notebook_name,
-            "submitted_notebook": str(grading_root / sub.student / sub.assignment /
-                                      f"{sub.notebook_name}.ipynb"),
-            "submission_dir": str(grading_root / sub.student / sub.assignment),
-            "release_notebook": str(root / "notebooks" / sub.assignment /
-                                    f"{sub.notebook_name}.ipynb"),
+            "student": sub.student, "assignment": sub.assignment, "notebook": attempt.notebook,
+            "submitted_notebook": str(attempt.staged),
+            "submission_dir": str(attempt.staged.parent),
+            "release_notebook": str(staged.release_notebook(sub.assignment, attempt.notebook)),
             "db_url": f"sqlite:///{snapshot}",
-            "workdir": str(work / "run" / sub.student / sub.assignment),
-            "outdir": str(outdir), "scratch": str(work / "scratch" / sub.student),
+            "workdir": str(work / "run" / sub.student / sub.assignment / f"{attempt.notebook}~"
+                           f"{attempt.index}"),
+            "outdir": str(outdir),
+            "scratch": str(work / "scratch" / sub.student / f"{sub.assignment}~"
+                           f"{attempt.notebook}~{attempt.index}"),
             "hide": hide, "cell_timeout_s": settings.cell_timeout_s,
             "notebook_timeout_s": settings.notebook_timeout_s,
             "kernel_limits": asdict(settings.kernel_limits),
             "check_limits": asdict(settings.check_limits),
         }
-        job_path = work / "jobs" / f"{sub.student}__{sub.assignment}.json"
+        job_path = work / "jobs" / f"{name}.json"
         job_path.parent.mkdir(parents=True, exist_ok=True)
         job_path.write_text(json.dumps(job))
-        log = work / "logs" / f"{sub.student}__{sub.assignment}.log"
+        log = work / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as f:
             try:
@@ -209,35 +344,48 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
                                timeout=settings.notebook_timeout_s * 3 + 600)
             except subprocess.TimeoutExpired:
                 pass
-        return sub
+        return sub, attempt
 
     import warnings
 
     # nbgrader 0.9.6 with SQLAlchemy 2.1 warns on every autograde; harmless (toolchain probe).
     warnings.filterwarnings("ignore", message=".*not in session.*")
-    writer = results_mod.GradebookWriter(root, prepared_root)
+    writer = results_mod.GradebookWriter(root, prepared_root, grading_root,
+                                         extra=staged.nbgrader_config())
     started = time.monotonic()
+    waiting = {sub.key: sum(a.run and a.staged is not None for a in attempts)
+               for sub, attempts in todo}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(prepare, sub) for sub in todo]
-        bar = tqdm(total=len(futures), desc="grading", unit="submission", disable=not progress)
-        # This thread is the gradebook's only writer; it scores each submission as its worker
-        # finishes, while the other workers run, and saves the record so a rerun resumes.
-        for future in as_completed(futures):
-            sub = future.result()
+        futures = [pool.submit(prepare, sub, a) for sub, attempts in todo for a in attempts
+                   if a.run and a.staged is not None]
+        bar = tqdm(total=len(todo), desc="grading", unit="submission", disable=not progress)
+
+        def finish(sub: Submission, attempts: list[Attempt]) -> None:
             try:
-                records[sub.key] = writer.autograde(sub)
+                records[sub.key] = writer.autograde(sub, attempts)
             except Exception as e:  # one submission nbgrader cannot score must not stop the rest
-                records[sub.key] = {
-                    "student": sub.student, "assignment": sub.assignment, "status": "error",
-                    "score": 0.0, "max_score": None, "flags": list(sub.flags), "cells": [],
-                    "problems": [*sub.problems, "nbgrader could not score this submission "
-                                 f"({type(e).__name__}: {e}); a rerun grades it again"]}
+                records[sub.key] = results_mod.error_record(
+                    sub, "scoring it in nbgrader", e)
             records[sub.key]["fingerprint"] = sub.fingerprint()
             (records_dir / f"{sub.student}__{sub.assignment}.json").write_text(
                 json.dumps(records[sub.key], indent=1))
             bar.update(1)
+
+        by_key = {sub.key: (sub, attempts) for sub, attempts in todo}
+        for key, count in waiting.items():
+            if count == 0:  # nothing to run (every candidate unanswered beside none answered)
+                finish(*by_key[key])
+        # This thread is the gradebook's only writer; it scores each submission as soon as all
+        # its notebooks are prepared, while the other workers run, and saves the record so a
+        # rerun resumes.
+        for future in as_completed(futures):
+            sub, _ = future.result()
+            waiting[sub.key] -= 1
+            if waiting[sub.key] == 0:
+                finish(*by_key[sub.key])
         bar.close()
     ordered = [records[s.key] for s in found if s.key in records]
     ordered = writer.refresh_scores(ordered)
-    results_mod.write_outputs(out, ordered, writer, elapsed=time.monotonic() - started)
+    results_mod.write_outputs(out, ordered, writer, elapsed=time.monotonic() - started,
+                              unmatched=unmatched)
     return ordered

@@ -25,54 +25,6 @@ from autograder.grading.program import check_calls, role
 KEPT_CELL_METADATA = ("nbgrader", "deletable", "editable")
 
 
-def _grade_cells(nb) -> dict[str, NotebookNode]:
-    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
-            if "nbgrader" in c.metadata and "grade_id" in c.metadata["nbgrader"]}
-
-
-def _without_hidden_tests(source: str) -> str:
-    """The source as the release shows it (a submission made from the solution keeps them)."""
-    import re
-
-    return re.sub(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", "", source,
-                  flags=re.S).strip()
-
-
-def find_tampering(submitted, release) -> list[str]:
-    """Describe every change a submission made that could alter execution or grading."""
-    found = []
-    mine = _grade_cells(submitted)
-    for grade_id, cell in _grade_cells(release).items():
-        meta = cell.metadata["nbgrader"]
-        protected = meta.get("locked") or (meta.get("grade") and not meta.get("solution"))
-        theirs = mine.get(grade_id)
-        if theirs is None:
-            if protected or meta.get("solution"):
-                found.append(f"deleted or renamed the cell `{grade_id}`")
-            continue
-        their_meta = theirs.metadata.get("nbgrader", {})
-        for key in ("grade", "solution", "locked", "points", "task"):
-            if their_meta.get(key) != meta.get(key):
-                found.append(f"changed `{key}` in the grading metadata of `{grade_id}`")
-                break
-        if protected and _without_hidden_tests(theirs.source) != cell.source.strip():
-            found.append(f"edited the read-only cell `{grade_id}`")
-        if theirs.cell_type != cell.cell_type:
-            found.append(f"changed the type of the cell `{grade_id}`")
-    extra = sorted(set(mine) - set(_grade_cells(release)))
-    if extra:
-        found.append(f"added grading metadata to other cells ({', '.join(extra)})")
-    tags = sorted({t for c in submitted.cells for t in c.metadata.get("tags", [])})
-    if tags:
-        found.append(f"tagged cells with {', '.join(tags)}")
-    for c in submitted.cells:
-        if c.cell_type == "code" and ("input_transformers" in c.source
-                                      or "register_transformer" in c.source):
-            found.append("installs an IPython input transformer")
-            break
-    return found
-
-
 class RestoreSubmission(NbGraderPreprocessor):
     """Keep only the cell metadata nbgrader needs; drop tags and everything else."""
 
@@ -133,7 +85,12 @@ class UsePreparedRun(NbGraderPreprocessor):
         info = resources["nbgrader"]
         folder = Path(self.prepared_root) / info["student"] / info["assignment"] / \
             info["notebook"]
-        prepared = json.loads((folder / "prepared.json").read_text())
+        try:
+            prepared = json.loads((folder / "prepared.json").read_text())
+        except (OSError, ValueError):
+            prepared = {"status": "missing", "problems": [
+                "the grading worker stopped before preparing this notebook (its log is under "
+                "grading/work/logs/)"]}
         executed = None
         if (folder / "executed.ipynb").exists():
             executed = nbformat.read(folder / "executed.ipynb", as_version=4)
@@ -160,7 +117,8 @@ class UsePreparedRun(NbGraderPreprocessor):
                 score = 0.0
             cell.outputs = outputs
             cell_results[meta["grade_id"]] = {"score": score, "verdicts": verdicts}
-        (folder / "cells.json").write_text(json.dumps(cell_results, indent=1))
+        if folder.is_dir():
+            (folder / "cells.json").write_text(json.dumps(cell_results, indent=1))
         return nb, resources
 
 

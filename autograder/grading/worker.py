@@ -37,8 +37,12 @@ def grading_config(job: dict) -> Config:
     return c
 
 
-def sanitize(job: dict, source: Path, dest: Path) -> tuple[nbformat.NotebookNode, list[str]]:
-    """Run nbgrader's sanitizing preprocessors (and ours) on the submitted notebook."""
+def sanitize(job: dict, source: Path, dest: Path) -> nbformat.NotebookNode:
+    """Run nbgrader's sanitizing preprocessors (and ours) on the submitted notebook.
+
+    The notebook was reconciled with the release before it reached this worker (`reconcile`),
+    so nbgrader finds one cell per grade id and restores sources and points as usual.
+    """
     from nbgrader.preprocessors import (
         CheckCellMetadata,
         ClearOutput,
@@ -47,11 +51,9 @@ def sanitize(job: dict, source: Path, dest: Path) -> tuple[nbformat.NotebookNode
         OverwriteKernelspec,
     )
 
-    from autograder.grading.preprocessors import RestoreSubmission, find_tampering
+    from autograder.grading.preprocessors import RestoreSubmission
 
     nb = nbformat.read(source, as_version=4)
-    release = nbformat.read(job["release_notebook"], as_version=4)
-    tampering = find_tampering(nb, release)
     resources = {"nbgrader": {"notebook": job["notebook"], "assignment": job["assignment"],
                               "student": job["student"], "db_url": job["db_url"]},
                  "metadata": {"path": str(dest.parent)}}
@@ -60,7 +62,18 @@ def sanitize(job: dict, source: Path, dest: Path) -> tuple[nbformat.NotebookNode
                CheckCellMetadata, RestoreSubmission):
         nb, resources = pp(config=config).preprocess(nb, resources)
     nbformat.write(nb, dest)
-    return nb, tampering
+    return nb
+
+
+def step_failure(step: str, error: BaseException) -> str:
+    """One complete sentence for an exception in one grading step: never a cut path."""
+    text = str(error).strip().splitlines()
+    detail = text[-1] if text else ""
+    if len(detail) > 300:
+        detail = detail[:300].rsplit(" ", 1)[0] + " …"
+    return (f"the grader failed while {step} ({type(error).__name__}"
+            f"{': ' + detail if detail else ''}); the other steps went on, and the full "
+            "traceback is in the worker's log under grading/work/logs/")
 
 
 class TreeWatchdog:
@@ -235,8 +248,12 @@ def check_outside(job: dict, outdir: Path, wrap) -> list[dict]:
         if exercise is None:
             calls.append({**record, "verdicts": []})
             continue
-        checks = ([exercise.check(n) for n in record["checks"]] if record["checks"]
-                  else list(exercise.checks))
+        try:
+            checks = ([exercise.check(n) for n in record["checks"]] if record["checks"]
+                      else list(exercise.checks))
+        except KeyError as e:  # the test cell names a check the exercise does not have
+            calls.append({**record, "verdicts": [], "error": str(e)})
+            continue
         if "blob" in record:
             verdicts = run_checks(exercise, None, checks, limits, shipped=Path(record["blob"]),
                                   wrap=wrap)
@@ -266,6 +283,14 @@ def cell_names(nb) -> dict[str, str]:
     return names
 
 
+def _log_failure(result: dict, step: str, error: BaseException) -> None:
+    import traceback
+
+    result["problems"].append(step_failure(step, error))
+    result.setdefault("failed_steps", []).append(step)
+    print(f"--- {step} failed ---\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+
+
 def main(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
     workdir = Path(job["workdir"])
@@ -280,55 +305,66 @@ def main(job_path: str) -> int:
     result: dict = {"student": job["student"], "assignment": job["assignment"],
                     "notebook": job["notebook"], "flags": [], "problems": []}
     started = time.monotonic()
+    timings = result["seconds"] = {}
     try:
-        nb, tampering = sanitize(job, Path(job["submitted_notebook"]), sanitized_path)
-        result["cell_names"] = cell_names(nb)
-        if tampering:
-            result["flags"].append("tampered")
-            result["tampering"] = tampering
-        # Job folders and the sandboxed zygote's socket go in a folder of this submission's
-        # own; it, the run folder and the output folder are all the sandbox may write.
-        import tempfile
+        nb = sanitize(job, Path(job["submitted_notebook"]), sanitized_path)
+    except Exception as e:  # a grader bug: run what was submitted, nbgrader scores it later
+        _log_failure(result, "sanitizing the notebook", e)
+        nb = nbformat.read(job["submitted_notebook"], as_version=4)
+        nbformat.write(nb, sanitized_path)
+    result["cell_names"] = cell_names(nb)
+    # Job folders and the sandboxed zygote's socket go in a folder of this submission's own;
+    # it, the run folder and the output folder are all the sandbox may write.
+    import tempfile
 
-        private_tmp = Path(job["scratch"]) / "tmp"
-        private_tmp.mkdir(parents=True, exist_ok=True)
-        tempfile.tempdir = str(private_tmp)
-        hidden = [Path(p) for p in job["hide"]]
-        sandbox = Sandbox(writable=[workdir, outdir, private_tmp], hidden=hidden)
-        if not sandbox.available:
-            result["flags"].append("sandbox_unavailable")
-        os.environ["MEMCOURSE_SANDBOX_HIDE"] = os.pathsep.join(job["hide"])
-        os.environ["MPLBACKEND"] = "Agg"
-        # What nbgrader's Autograde sets around execution, which this worker does itself:
-        # notebooks read it to pick the `tiny` dataset and to keep widgets quiet.
-        os.environ["NBGRADER_EXECUTION"] = "autograde"
-        wrap = sandbox_wrapper(sandbox)
-        from autograder.engine.runner import child_env
-        from autograder.engine.zygote import Zygote
+    private_tmp = Path(job["scratch"]) / "tmp"
+    private_tmp.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(private_tmp)
+    hidden = [Path(p) for p in job["hide"]]
+    sandbox = Sandbox(writable=[workdir, outdir, private_tmp], hidden=hidden)
+    if not sandbox.available:
+        result["flags"].append("sandbox_unavailable")
+    os.environ["MEMCOURSE_SANDBOX_HIDE"] = os.pathsep.join(job["hide"])
+    os.environ["MPLBACKEND"] = "Agg"
+    # What nbgrader's Autograde sets around execution, which this worker does itself:
+    # notebooks read it to pick the `tiny` dataset and to keep widgets quiet.
+    os.environ["NBGRADER_EXECUTION"] = "autograde"
+    wrap = sandbox_wrapper(sandbox)
+    from autograder.engine.runner import child_env
+    from autograder.engine.zygote import Zygote
 
+    zygote = None
+    try:
         # Started now, it imports torch while the kernel runs; the program and every check
         # process then fork from it, inside the same sandbox.
         zygote = Zygote.get(child_env(), wrap)
-        os.environ["MEMCOURSE_CHECKS"] = "outside"
-        timings = result["seconds"] = {}
-        mark = time.monotonic()
+    except Exception as e:
+        _log_failure(result, "starting the warm check process", e)
+    os.environ["MEMCOURSE_CHECKS"] = "outside"
+    # Each step stands alone: one that fails costs only what it produces, so the checks of a
+    # notebook whose kernel could not run still score from the graded program.
+    mark = time.monotonic()
+    try:
         executed, kernel = execute_in_kernel(job, nbformat.reads(nbformat.writes(nb), 4),
                                              workdir)
         nbformat.write(executed, outdir / "executed.ipynb")
-        timings["kernel"], mark = round(time.monotonic() - mark, 2), time.monotonic()
         result["kernel"] = kernel
+    except Exception as e:
+        _log_failure(result, "running the notebook in its kernel", e)
+    timings["kernel"], mark = round(time.monotonic() - mark, 2), time.monotonic()
+    try:
         result["program"] = run_program(job, sanitized_path, outdir, sandbox, zygote)
-        timings["program"], mark = round(time.monotonic() - mark, 2), time.monotonic()
-        os.environ.pop("MEMCOURSE_CHECKS", None)
+    except Exception as e:
+        _log_failure(result, "running the graded program", e)
+    timings["program"], mark = round(time.monotonic() - mark, 2), time.monotonic()
+    os.environ.pop("MEMCOURSE_CHECKS", None)
+    try:
         result["calls"] = check_outside(job, outdir, wrap)
-        timings["checks"] = round(time.monotonic() - mark, 2)
         result["status"] = "prepared"
-    except Exception as e:  # a broken submission or a grader bug: say which, lose nothing else
-        import traceback
-
+    except Exception as e:
+        _log_failure(result, "running the checks", e)
         result["status"] = "error"
-        result["problems"].append(f"{type(e).__name__}: {e}")
-        result["traceback"] = traceback.format_exc()[-3000:]
+    timings["checks"] = round(time.monotonic() - mark, 2)
     result["wall_s"] = round(time.monotonic() - started, 2)
     (outdir / "prepared.json").write_text(json.dumps(result, indent=1))
     return 0

@@ -43,3 +43,21 @@ def aimed(expected: str | tuple[str, ...] | list[str]) -> list[str]:
     points, and skipping the others keeps the catalogues fast.
     """
     return [expected] if isinstance(expected, str) else list(expected)
+
+
+def assert_deductions(exercise: Exercise, submission: dict, lose: set[str],
+                      keep: set[str] | None = None, says: dict[str, str] | None = None
+                      ) -> dict[str, Verdict]:
+    """One defect, one deduction, a true reason.
+
+    Runs the checks in `lose` and `keep` (every check of the exercise when `keep` is None) and
+    asserts that exactly those in `lose` fail, and that each message named in `says` contains
+    its words (what the run observed).
+    """
+    __tracebackhide__ = True
+    names = None if keep is None else sorted(lose | keep)
+    results = verdicts(exercise, submission, names)
+    assert failing(results) == set(lose), describe(results)
+    for check, words in (says or {}).items():
+        assert words in results[check].message, describe(results)
+    return results

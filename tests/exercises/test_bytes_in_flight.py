@@ -160,6 +160,17 @@ def test_measurement_failure_reports_the_measured_batches():
 
 
 @pytest.mark.slow
+def test_edge_case_message_says_what_the_answer_shows():
+    """Is a prediction right but for the pinned copy told about pin_memory, even on the row
+    that also has num_workers=0 (not told that nothing is prefetched without workers)?"""
+    results = verdicts(EXERCISE, {NAME: define(WRONG["ignores_pin_memory"][0], NAME)},
+                       ["edge_cases"])
+    message = results["bytes_in_flight_edge_cases"].message
+    assert "without `pin_memory`" in message and "nothing is prefetched" not in message, \
+        describe(results)
+
+
+@pytest.mark.slow
 def test_stub_is_not_attempted():
     """Is the release stub reported as not attempted, not as wrong?"""
     stub = define("""

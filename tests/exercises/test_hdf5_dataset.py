@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.hdf5_dataset import EXERCISE
-from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
+from tests.exercises.catalogue import (
+    aimed,
+    assert_deductions,
+    define,
+    describe,
+    failing,
+    verdicts,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +55,9 @@ def variant(old: str, new: str) -> str:
 
 
 GETITEM = "image = torch.from_numpy(self._x[idx]).float() / 255"
+TRANSFORM = """image = torch.from_numpy(self._x[idx]).float() / 255
+        if self.transform is not None:
+            image = self.transform(image)"""
 
 # name: (implementation with one defect, the check or checks that must catch it)
 WRONG = {
@@ -121,6 +131,15 @@ class HDF5Dataset(Dataset):
     "dataset_objects_kept_when_pickled": (variant(
         "state[\"_f\"] = state[\"_x\"] = state[\"_y\"] = None", "state[\"_f\"] = None"),
         "hdf5_dataset_spawn_workers"),
+    "transform_on_uint8_tensor": (variant(TRANSFORM, """image = torch.from_numpy(self._x[idx])
+        if self.transform is not None:
+            image = self.transform(image)
+        image = image.float() / 255"""), "hdf5_dataset_transform_input"),
+    "transform_before_division": (variant(TRANSFORM, """image = torch.from_numpy(
+            self._x[idx]).float()
+        if self.transform is not None:
+            image = self.transform(image)
+        image = image / 255"""), "hdf5_dataset_transform_input"),
     "module_level_handle": (HEADER + """
 import tempfile
 _FILE = h5py.File(tempfile.mktemp(suffix=".h5"), "w")
@@ -132,6 +151,113 @@ class HDF5Dataset(Dataset):
     def __getitem__(self, idx):
         return torch.from_numpy(_FILE["images"][idx]).float() / 255, int(_FILE["labels"][idx])
 """, "hdf5_dataset_lazy_open"),
+}
+
+# The field case (shared/field-cases/whole-file-read-in-init): the whole file read in
+# `__init__`, no handle kept. Its one defect is memory; it keeps no handle, so it must not be
+# told it kept one.
+WHOLE_FILE_IN_INIT = HEADER + """
+class HDF5Dataset(Dataset):
+    \"\"\"Reads one sample per __getitem__ through a handle opened lazily in each process.\"\"\"
+
+    def __init__(self, h5_path, transform=None):
+        self.h5_path = str(h5_path)
+        self.transform = transform
+        with h5py.File(self.h5_path, "r") as f:
+            self.images = f["images"][:]
+            self.labels = f["labels"][:]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    def __getitem__(self, idx):
+        image = torch.from_numpy(self.images[idx]).float() / 255
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[idx])
+"""
+
+HANDLES = {"hdf5_dataset_lazy_open", "hdf5_dataset_reuses_handle", "hdf5_dataset_no_handle_leak"}
+WORKERS = {"hdf5_dataset_picklable", "hdf5_dataset_fork_workers", "hdf5_dataset_spawn_workers"}
+
+# One defect, one deduction, a true reason: name -> (implementation, the checks that lose
+# points, the checks that must keep them (None: every other check), words the message of each
+# losing check must contain, because that is what the run observed).
+ONE_DEDUCTION = {
+    "whole_file_read_in_init": (WHOLE_FILE_IN_INIT, {"hdf5_dataset_no_full_read"}, None,
+                                {"hdf5_dataset_no_full_read": "reading every sample opened "
+                                                              "no file"}),
+    "handle_opened_in_init": (WRONG["handle_opened_in_init"][0], {"hdf5_dataset_lazy_open"},
+                              HANDLES - {"hdf5_dataset_lazy_open"},
+                              {"hdf5_dataset_lazy_open": "open descriptor"}),
+    # A value defect is the value check's: workers and pickled copies that return what the
+    # original returns keep their points.
+    # (The transform sees the undivided image too: `transform_input` observes that.)
+    "missing_division": (WRONG["missing_division"][0],
+                         {"hdf5_dataset_values", "hdf5_dataset_transform_input"},
+                         WORKERS | {"hdf5_dataset_labels"},
+                         {"hdf5_dataset_transform_input": "values up to"}),
+    "label_of_next_sample": (WRONG["wrong_label_index"][0], {"hdf5_dataset_labels"},
+                             WORKERS | {"hdf5_dataset_values"}, {}),
+    "int32_label": (variant("int(self._y[idx])", "np.int32(self._y[idx])"),
+                    {"hdf5_dataset_labels"}, {"hdf5_dataset_values"},
+                    {"hdf5_dataset_labels": "an int32"}),
+    "float_label_tensor": (variant("int(self._y[idx])",
+                                   "torch.tensor(self._y[idx], dtype=torch.float32)"),
+                           {"hdf5_dataset_labels"}, {"hdf5_dataset_values"},
+                           {"hdf5_dataset_labels": "0-dim float32 tensor"}),
+    "transform_on_uint8_tensor": (WRONG["transform_on_uint8_tensor"][0],
+                                  {"hdf5_dataset_transform_input"},
+                                  {"hdf5_dataset_values", "hdf5_dataset_transform"},
+                                  {"hdf5_dataset_transform_input": "uint8 tensor"}),
+    "transform_before_division": (WRONG["transform_before_division"][0],
+                                  {"hdf5_dataset_transform_input"},
+                                  {"hdf5_dataset_values", "hdf5_dataset_transform"},
+                                  {"hdf5_dataset_transform_input": "values up to"}),
+    "transform_applied_twice": (variant("image = self.transform(image)",
+                                        "image = self.transform(self.transform(image))"),
+                                {"hdf5_dataset_transform", "hdf5_dataset_transform_input"},
+                                {"hdf5_dataset_values"},
+                                {"hdf5_dataset_transform_input": "2 times",
+                                 "hdf5_dataset_transform": "without the `transform`"}),
+    # A copy that unpickles but cannot read is told so, not that it cannot be pickled.
+    "copy_never_reopens": (variant("if self._f is None:\n            self._open()",
+                                   "if not hasattr(self, 'opened'):\n"
+                                   "            self._open()\n"
+                                   "            self.opened = True"),
+                           {"hdf5_dataset_picklable", "hdf5_dataset_spawn_workers"},
+                           {"hdf5_dataset_fork_workers"},
+                           {"hdf5_dataset_picklable": "raised TypeError"}),
+    # No h5py object involved: the message names what could not be pickled, not a handle.
+    "unpicklable_attribute": (variant("self._f = self._x = self._y = None",
+                                      "self._f = self._x = self._y = None\n"
+                                      "        self.rows = (i for i in range(self.n))"),
+                              {"hdf5_dataset_picklable", "hdf5_dataset_spawn_workers"},
+                              {"hdf5_dataset_fork_workers"},
+                              {"hdf5_dataset_picklable": "`rows` (builtins.generator)"}),
+    # Handles kept from `__init__` are `lazy_open`'s; `no_handle_leak` counts what reading adds.
+    "second_handle_left_open_in_init": (HEADER + """
+class HDF5Dataset(Dataset):
+    def __init__(self, h5_path, transform=None):
+        self.h5_path, self.transform = h5_path, transform
+        self.probe = h5py.File(h5_path, "r")
+        self.n = len(self.probe["labels"])
+        self._f = None
+    def __len__(self):
+        return self.n
+    def __getstate__(self):
+        return {**self.__dict__, "probe": None, "_f": None}
+    def __getitem__(self, idx):
+        if self._f is None:
+            self._f = h5py.File(self.h5_path, "r")
+        image = torch.from_numpy(self._f["images"][idx]).float() / 255
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self._f["labels"][idx])
+""", {"hdf5_dataset_lazy_open"}, HANDLES - {"hdf5_dataset_lazy_open"}, {}),
 }
 
 CORRECT = {
@@ -228,6 +354,28 @@ class HDF5Dataset(Dataset):
             image = self.transform(image)
         return image, np.int64(f["labels"][index])
 """,
+    "transforms_tuple_read_direct": HEADER + """
+class HDF5Dataset(Dataset):
+    def __init__(self, h5_path, transform=None):
+        self.h5_path = os.fspath(h5_path)
+        self.transforms = () if transform is None else (transform,)
+        with h5py.File(self.h5_path, "r") as f:
+            self.shape = f["images"].shape
+        self.handle = None
+    def __len__(self):
+        return self.shape[0]
+    def __getstate__(self):
+        return {**self.__dict__, "handle": None}
+    def __getitem__(self, idx):
+        if self.handle is None:
+            self.handle = h5py.File(self.h5_path, "r")
+        buffer = np.empty(self.shape[1:], dtype=np.uint8)
+        self.handle["images"].read_direct(buffer, np.s_[idx])
+        image = torch.tensor(buffer, dtype=torch.float32) / 255.0
+        for step in self.transforms:
+            image = step(image)
+        return image, torch.tensor(self.handle["labels"][idx])
+""",
 }
 
 
@@ -239,6 +387,13 @@ def test_wrong_implementation_loses_points(name):
     expected = {expected} if isinstance(expected, str) else set(expected)
     assert expected <= failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
+
+
+@pytest.mark.parametrize("name", sorted(ONE_DEDUCTION))
+def test_one_defect_loses_only_its_own_points(name):
+    """Does each defect lose exactly the checks that observe it, each saying what it saw?"""
+    source, lose, keep, says = ONE_DEDUCTION[name]
+    assert_deductions(EXERCISE, {"HDF5Dataset": define(source, "HDF5Dataset")}, lose, keep, says)
 
 
 @pytest.mark.parametrize("name", sorted(CORRECT))

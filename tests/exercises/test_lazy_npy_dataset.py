@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.lazy_npy_dataset import EXERCISE
-from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
+from tests.exercises.catalogue import (
+    aimed,
+    assert_deductions,
+    define,
+    describe,
+    failing,
+    verdicts,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +43,11 @@ def _variant(old: str, new: str) -> str:
     return REFERENCE.replace(old, new)
 
 
+TRANSFORM = """image = torch.from_numpy(np.load(self.paths[idx])).float() / 255
+        if self.transform is not None:
+            image = self.transform(image)"""
+
+
 # Each wrong implementation has one defect, and the check expected to catch it.
 WRONG = {
     "eager_init": (_variant("self.transform = transform",
@@ -58,6 +70,56 @@ WRONG = {
                           "lazy_npy_dataset_transform"),
     "unsorted_label_offset": (_variant("int(self.labels[idx])", "int(self.labels[idx - 1])"),
                               "lazy_npy_dataset_values"),
+    "transform_on_uint8_tensor": (_variant(TRANSFORM, """image = torch.from_numpy(
+            np.load(self.paths[idx]))
+        if self.transform is not None:
+            image = self.transform(image)
+        image = image.float() / 255"""), "lazy_npy_dataset_transform_input"),
+    "transform_before_division": (_variant(TRANSFORM, """image = torch.from_numpy(
+            np.load(self.paths[idx])).float()
+        if self.transform is not None:
+            image = self.transform(image)
+        image = image / 255"""), "lazy_npy_dataset_transform_input"),
+    "labels_reloaded_per_item": (_variant("self.labels = np.load(Path(folder) / \"labels.npy\")",
+                                          "self.folder = Path(folder)").replace(
+        "int(self.labels[idx])", "int(np.load(self.folder / 'labels.npy')[idx])"),
+        "lazy_npy_dataset_one_file_per_item"),
+    "float_label_tensor": (_variant("int(self.labels[idx])",
+                                    "torch.tensor(float(self.labels[idx]))"),
+                           "lazy_npy_dataset_values"),
+}
+
+VALUES = {"lazy_npy_dataset_values", "lazy_npy_dataset_transform"}
+
+# One defect, one deduction, a true reason: name -> (implementation, the checks that lose
+# points, the checks that must keep them, words the message of each losing check must contain).
+ONE_DEDUCTION = {
+    "served_from_memory": (_variant("self.transform = transform",
+                                    "self.transform = transform\n"
+                                    "        self.images = [np.load(p) for p in self.paths]"
+                                    ).replace("np.load(self.paths[idx])", "self.images[idx]"),
+                           {"lazy_npy_dataset_stays_small"},
+                   VALUES | {"lazy_npy_dataset_transform_input"},
+                   {"lazy_npy_dataset_stays_small": "reading every sample opened no file"}),
+    "transform_on_uint8_tensor": (WRONG["transform_on_uint8_tensor"][0],
+                                  {"lazy_npy_dataset_transform_input"}, VALUES,
+                                  {"lazy_npy_dataset_transform_input": "uint8 tensor"}),
+    "transform_before_division": (WRONG["transform_before_division"][0],
+                                  {"lazy_npy_dataset_transform_input"}, VALUES,
+                                  {"lazy_npy_dataset_transform_input": "values up to"}),
+    "transform_applied_twice": (_variant("image = self.transform(image)",
+                                         "image = self.transform(self.transform(image))"),
+                                {"lazy_npy_dataset_transform", "lazy_npy_dataset_transform_input"},
+                                {"lazy_npy_dataset_values"},
+                                {"lazy_npy_dataset_transform_input": "2 times",
+                                 "lazy_npy_dataset_transform": "without the `transform`"}),
+    "labels_reloaded_per_item": (WRONG["labels_reloaded_per_item"][0],
+                                 {"lazy_npy_dataset_one_file_per_item"},
+                                 {"lazy_npy_dataset_values", "lazy_npy_dataset_stays_small"},
+                                 {"lazy_npy_dataset_one_file_per_item": "labels.npy 1x"}),
+    "int32_label": (_variant("int(self.labels[idx])", "np.int32(self.labels[idx])"),
+                    {"lazy_npy_dataset_values"}, {"lazy_npy_dataset_length"},
+                    {"lazy_npy_dataset_values": "an int32"}),
 }
 
 CORRECT = {
@@ -76,6 +138,20 @@ class LazyNpyDataset(Dataset):
         array = np.load(self.folder / self.files[idx]).astype(np.float32) / np.float32(255)
         image = torch.tensor(array)
         return (self.transform(image) if self.transform else image), self.labels[idx]
+""",
+    "transform_in_a_helper": HEADER + """
+class LazyNpyDataset(Dataset):
+    def __init__(self, folder, transform=None):
+        self.paths = [str(p) for p in sorted(Path(folder).glob("[0-9]*.npy"))]
+        self.labels = np.load(Path(folder) / "labels.npy").tolist()
+        self.transform = transform
+    def __len__(self):
+        return len(self.paths)
+    def _finish(self, image):
+        return image if self.transform is None else self.transform(image)
+    def __getitem__(self, idx):
+        image = torch.as_tensor(np.load(self.paths[idx]), dtype=torch.float32).mul_(1 / 255)
+        return self._finish(image), self.labels[idx]
 """,
     "mmap_load": HEADER + """
 class LazyNpyDataset(Dataset):
@@ -104,6 +180,14 @@ def test_wrong_implementation_loses_points(name):
                        aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
+
+
+@pytest.mark.parametrize("name", sorted(ONE_DEDUCTION))
+def test_one_defect_loses_only_its_own_points(name):
+    """Does each defect lose exactly the checks that observe it, each saying what it saw?"""
+    source, lose, keep, says = ONE_DEDUCTION[name]
+    assert_deductions(EXERCISE, {"LazyNpyDataset": define(source, "LazyNpyDataset")}, lose, keep,
+                      says)
 
 
 @pytest.mark.parametrize("name", sorted(CORRECT))

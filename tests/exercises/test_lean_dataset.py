@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.lean_dataset import EXERCISE
-from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
+from tests.exercises.catalogue import (
+    aimed,
+    assert_deductions,
+    define,
+    describe,
+    failing,
+    verdicts,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +100,30 @@ WRONG = {
         'self.labels = f["labels"][:]\n            self.all_images = f["images"][:]').replace(
         "torch.from_numpy(self.images[row])", "torch.from_numpy(self.all_images[row])"),
         "lean_dataset_stays_small"),
+    "file_opened_in_init": (_variant(
+        'self.file = self.images = None',
+        'self.file = h5py.File(h5_path, "r")\n        self.images = self.file["images"]'),
+        "lean_dataset_lazy_open"),
+    "float_label": (_variant("int(self.labels[row])", "float(self.labels[row])"),
+                    "lean_dataset_values"),
+}
+
+# One defect, one deduction, a true reason: name -> (implementation, the checks that lose
+# points, the checks that must keep them, words the message of each losing check must contain).
+ONE_DEDUCTION = {
+    "file_opened_in_init": (WRONG["file_opened_in_init"][0], {"lean_dataset_lazy_open"},
+                            {"lean_dataset_opens_files_once", "lean_dataset_values"},
+                            {"lean_dataset_lazy_open": "descriptor(s) on images.h5"}),
+    # A value defect is the value check's: workers that return what the main process returns
+    # keep their points.
+    "no_scaling": (WRONG["no_scaling"][0], {"lean_dataset_values"},
+                   {"lean_dataset_spawn_workers"}, {}),
+    "label_of_position_not_row": (WRONG["label_of_position_not_row"][0], {"lean_dataset_values"},
+                                  {"lean_dataset_spawn_workers"}, {}),
+    "one_element_label_tensor": (_variant("int(self.labels[row])",
+                                          "torch.tensor([self.labels[row]])"),
+                                 {"lean_dataset_values"}, {"lean_dataset_length"},
+                                 {"lean_dataset_values": "1-dim int64 tensor of shape (1,)"}),
 }
 
 CORRECT = {
@@ -158,6 +189,13 @@ def test_wrong_implementation_loses_points(name):
     results = verdicts(EXERCISE, {"LeanDataset": define(source, "LeanDataset")}, aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
+
+
+@pytest.mark.parametrize("name", sorted(ONE_DEDUCTION))
+def test_one_defect_loses_only_its_own_points(name):
+    """Does each defect lose exactly the checks that observe it, each saying what it saw?"""
+    source, lose, keep, says = ONE_DEDUCTION[name]
+    assert_deductions(EXERCISE, {"LeanDataset": define(source, "LeanDataset")}, lose, keep, says)
 
 
 @pytest.mark.parametrize("name", sorted(CORRECT))

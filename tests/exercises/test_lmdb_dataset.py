@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.lmdb_dataset import EXERCISE
-from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
+from tests.exercises.catalogue import (
+    aimed,
+    assert_deductions,
+    define,
+    describe,
+    failing,
+    verdicts,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +97,62 @@ WRONG = {
         "lmdb_dataset_stays_small"),
     "label_of_next_sample": (_variant("int(self.labels[idx])", "int(self.labels[idx + 1])"),
                              "lmdb_dataset_values"),
+    "transform_on_uint8_tensor": (_variant(
+        "        image = torch.from_numpy(image).float() / 255\n"
+        "        if self.transform is not None:\n            image = self.transform(image)\n",
+        "        image = torch.from_numpy(image)\n"
+        "        if self.transform is not None:\n            image = self.transform(image)\n"
+        "        image = image.float() / 255\n"), "lmdb_dataset_transform_input"),
+    "float_label_tensor": (_variant("int(self.labels[idx])",
+                                    "torch.tensor(self.labels[idx], dtype=torch.float64)"),
+                           "lmdb_dataset_values"),
+}
+
+# Everything read into memory in `__init__`, no environment kept: its one defect is memory.
+SERVED_FROM_MEMORY = _variant(
+    "        self.shape = tuple(meta[\"shape\"])\n",
+    "        self.shape = tuple(meta[\"shape\"])\n"
+    "        with lmdb.open(self.lmdb_path, readonly=True, lock=False) as env:\n"
+    "            with env.begin() as txn:\n"
+    "                self.images = [txn.get(lmdb_key(i)) for i in range(len(self.labels))]\n"
+).replace("        with self._get_env().begin() as txn:\n"
+          "            raw = txn.get(lmdb_key(idx))\n", "        raw = self.images[idx]\n")
+
+# One defect, one deduction, a true reason: name -> (implementation, the checks that lose
+# points, the checks that must keep them, words the message of each losing check must contain).
+ONE_DEDUCTION = {
+    # Forked workers that open nothing read from memory, not through an inherited environment.
+    "served_from_memory": (SERVED_FROM_MEMORY, {"lmdb_dataset_stays_small"},
+                           {"lmdb_dataset_fork_workers", "lmdb_dataset_lazy_open",
+                            "lmdb_dataset_reuses_env", "lmdb_dataset_picklable_after_use"},
+                           {"lmdb_dataset_stays_small": "after `__init__`"}),
+    "env_inherited_across_fork": (WRONG["env_inherited_across_fork"][0],
+                                  {"lmdb_dataset_fork_workers"}, {"lmdb_dataset_values"},
+                                  {"lmdb_dataset_fork_workers": "the main process held"}),
+    # A value defect is the value checks': a pickled copy and the workers that return what the
+    # original returns keep their points (the transform sees the undivided image too).
+    "missing_div_255": (WRONG["missing_div_255"][0],
+                        {"lmdb_dataset_values", "lmdb_dataset_transform_input"},
+                        {"lmdb_dataset_picklable_after_use", "lmdb_dataset_fork_workers"},
+                        {"lmdb_dataset_transform_input": "values up to"}),
+    "transform_on_uint8_tensor": (WRONG["transform_on_uint8_tensor"][0],
+                                  {"lmdb_dataset_transform_input"},
+                                  {"lmdb_dataset_values", "lmdb_dataset_transform"},
+                                  {"lmdb_dataset_transform_input": "uint8 tensor"}),
+    "int32_label": (_variant("int(self.labels[idx])", "np.int32(self.labels[idx])"),
+                    {"lmdb_dataset_values"}, {"lmdb_dataset_length"},
+                    {"lmdb_dataset_values": "an int32"}),
+    # The pickling error names what would not pickle: the environment, or something else.
+    "no_getstate": (WRONG["no_getstate"][0], {"lmdb_dataset_picklable_after_use"},
+                    {"lmdb_dataset_lazy_open"},
+                    {"lmdb_dataset_picklable_after_use": "`_env` (lmdb.Environment)"}),
+    "unpicklable_attribute": (_variant("        self._pid = None\n",
+                                       "        self._pid = None\n"
+                                       "        self.rows = (i for i in range(9))\n"),
+                              {"lmdb_dataset_lazy_open", "lmdb_dataset_picklable_after_use"},
+                              {"lmdb_dataset_fork_workers"},
+                              {"lmdb_dataset_picklable_after_use": "`rows` (builtins.generator)",
+                               "lmdb_dataset_lazy_open": "`rows` (builtins.generator)"}),
 }
 
 CORRECT = {
@@ -191,6 +254,13 @@ def test_wrong_implementation_loses_points(name):
     results = verdicts(EXERCISE, {"LMDBDataset": define(source, "LMDBDataset")}, aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
+
+
+@pytest.mark.parametrize("name", sorted(ONE_DEDUCTION))
+def test_one_defect_loses_only_its_own_points(name):
+    """Does each defect lose exactly the checks that observe it, each saying what it saw?"""
+    source, lose, keep, says = ONE_DEDUCTION[name]
+    assert_deductions(EXERCISE, {"LMDBDataset": define(source, "LMDBDataset")}, lose, keep, says)
 
 
 @pytest.mark.parametrize("name", sorted(CORRECT))

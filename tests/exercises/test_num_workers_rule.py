@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.num_workers_rule import CASES, EXERCISE, reference_choose_num_workers
-from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
+from tests.exercises.catalogue import (
+    aimed,
+    assert_deductions,
+    define,
+    describe,
+    failing,
+    verdicts,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +69,20 @@ def choose_num_workers(measurements, tolerance=0.05):
 """, "choose_num_workers_picks_the_fastest"),
 }
 
+# One defect, one deduction, a true reason: name -> (implementation, the checks that lose
+# points (every other check keeps them), words the message of each losing check must contain).
+ONE_DEDUCTION = {
+    # The right count as a float: the type is judged once, by the visible check; the others
+    # judge the count.
+    "returns_an_integral_float": ("""
+def choose_num_workers(measurements, tolerance=0.05):
+    best = max(measurements.values())
+    return float(min(n for n, r in measurements.items() if r >= (1 - tolerance) * best))
+""", {"choose_num_workers_picks_the_fastest"},
+        {"choose_num_workers_picks_the_fastest": "(a float); return the number of workers as "
+                                                 "an int"}),
+}
+
 CORRECT = {
     "reference": REFERENCE,
     "sorted_loop": """
@@ -103,6 +124,14 @@ def test_wrong_rule_loses_points(name):
     results = verdicts(EXERCISE, submission, aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
+
+
+@pytest.mark.parametrize("name", sorted(ONE_DEDUCTION))
+def test_one_defect_loses_only_its_own_points(name):
+    """Does each defect lose exactly the checks that observe it, each saying what it saw?"""
+    source, lose, says = ONE_DEDUCTION[name]
+    assert_deductions(EXERCISE, {"choose_num_workers": define(source, "choose_num_workers")},
+                      lose, None, says)
 
 
 @pytest.mark.parametrize("name", sorted(CORRECT))

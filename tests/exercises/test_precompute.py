@@ -146,6 +146,19 @@ def test_correct_implementation_gets_full_marks(name):
     assert not failing(results), describe(results)
 
 
+def test_output_that_is_not_hdf5_is_told_so():
+    """Is an output written with pickle told it is not HDF5, not told to close the file?"""
+    source = """
+import pickle
+def precompute(h5_in, h5_out, transform):
+    with open(h5_out, "wb") as f:
+        pickle.dump("not hdf5", f)
+"""
+    results = verdicts(EXERCISE, {"precompute": define(source, "precompute")}, ["values"])
+    message = results["precompute_values"].message
+    assert "is not an HDF5 file" in message and "Close it" not in message, describe(results)
+
+
 def test_stub_is_not_attempted():
     """Is the release stub reported as not attempted, not as wrong?"""
     stub = define(HEADER + """

@@ -36,6 +36,22 @@ def read_batch(images, indices):
 """, "read_batch_shuffled"),
 }
 
+def test_memory_message_says_what_was_seen():
+    """Is a reader of the span between the smallest and largest index told what it did (read far
+    more rows than it returns), not that it read the whole dataset?"""
+    source = """
+import numpy as np
+def read_batch(images, indices):
+    idx = np.asarray(indices)
+    lo, hi = int(idx.min()), int(idx.max())
+    return images[lo:hi + 1][idx - lo]
+"""
+    results = verdicts(EXERCISE, {"read_batch": define(source, "read_batch")}, ["no_full_read"])
+    message = results["read_batch_no_full_read"].message
+    assert "far more rows than it returns" in message, describe(results)
+    assert "whole dataset (" not in message, describe(results)
+
+
 CORRECT = {
     "unique_inverse": """
 import numpy as np

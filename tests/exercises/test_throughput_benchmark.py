@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from autograder.exercises.throughput_benchmark import EXERCISE
-from tests.exercises.catalogue import aimed, define, describe, failing, verdicts
+from tests.exercises.catalogue import (
+    aimed,
+    assert_deductions,
+    define,
+    describe,
+    failing,
+    verdicts,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +66,29 @@ def measure_throughput(dataset, num_workers, batch_size=32, num_batches=20):
                                 "measure_throughput_reads_what_it_is_asked"),
 }
 
+# One defect, one deduction, a true reason: name -> (implementation, the checks that lose
+# points, the checks that must keep them, words the message of each losing check must contain).
+ONE_DEDUCTION = {
+    # The worker check says what it saw: no item read outside the calling process...
+    "ignores_num_workers": (WRONG["ignores_num_workers"][0],
+                            {"measure_throughput_uses_num_workers"},
+                            {"measure_throughput_samples_per_second"},
+                            {"measure_throughput_uses_num_workers": "by no worker"}),
+    # ...or workers that ran, with a rate wrong for another reason: not "pass num_workers".
+    "rate_per_worker": (_variant("return samples / (time.perf_counter() - start)",
+                                 "return samples / (time.perf_counter() - start) / "
+                                 "max(1, num_workers)"),
+                        {"measure_throughput_uses_num_workers"},
+                        {"measure_throughput_samples_per_second"},
+                        {"measure_throughput_uses_num_workers": "workers did run"}),
+    "rounds_to_int": (_variant("return samples / (time.perf_counter() - start)",
+                               "return int(samples / (time.perf_counter() - start))"),
+                      {"measure_throughput_samples_per_second"},
+                      {"measure_throughput_uses_num_workers",
+                       "measure_throughput_stops_at_the_end"},
+                      {"measure_throughput_samples_per_second": "as an int"}),
+}
+
 CORRECT = {
     "reference": REFERENCE,
     "counter_and_break": HEADER + """
@@ -105,6 +135,14 @@ def test_wrong_benchmark_loses_points(name):
     results = verdicts(EXERCISE, submission, aimed(expected))
     assert expected in failing(results), describe(results)
     assert sum(v.points for v in results.values()) < sum(c.points for c in EXERCISE.checks)
+
+
+@pytest.mark.parametrize("name", sorted(ONE_DEDUCTION))
+def test_one_defect_loses_only_its_own_points(name):
+    """Does each defect lose exactly the checks that observe it, each saying what it saw?"""
+    source, lose, keep, says = ONE_DEDUCTION[name]
+    assert_deductions(EXERCISE, {"measure_throughput": define(source, "measure_throughput")},
+                      lose, keep, says)
 
 
 @pytest.mark.parametrize("name", sorted(CORRECT))

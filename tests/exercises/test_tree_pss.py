@@ -49,6 +49,8 @@ WRONG = {
                      "tree_pss_single_process"),
 }
 
+SUMS_VMS = _variant("memory_full_info().pss", "memory_info().vms")
+
 CORRECT = {
     "reference": REFERENCE,
     # Straight from /proc: descendants through the kernel's `children` lists, PSS from
@@ -118,6 +120,20 @@ def test_failure_messages_say_what_was_seen():
     uss = verdicts(EXERCISE, {"tree_pss_mib": define(WRONG["sums_uss"][0], "tree_pss_mib")},
                    ["shared_pages"])
     assert "USS" in uss["tree_pss_shared_pages"].message, describe(uss)
+
+
+@pytest.mark.parametrize("name,says,avoids", [
+    ("measures_itself", "does not depend on `pid`", ""),
+    # A wrong number that is not the calling process's PSS is not blamed on os.getpid().
+    ("sums_vms", "MiB of PSS", "os.getpid()"),
+])
+def test_fallback_message_says_what_was_seen(name, says, avoids):
+    """Is `os.getpid()` named only when the answer is the calling process's PSS?"""
+    source = WRONG[name][0] if name in WRONG else SUMS_VMS
+    results = verdicts(EXERCISE, {"tree_pss_mib": define(source, "tree_pss_mib")},
+                       ["single_process"])
+    message = results["tree_pss_single_process"].message
+    assert says in message and (not avoids or avoids not in message), describe(results)
 
 
 def test_stub_is_not_attempted():

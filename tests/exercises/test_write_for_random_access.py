@@ -111,6 +111,24 @@ def test_correct_implementation_gets_full_marks(name):
     assert not failing(results), describe(results)
 
 
+PICKLED_NOT_HDF5 = """
+import pickle
+def write_for_random_access(images, labels, path):
+    with open(path, "wb") as f:
+        pickle.dump({"images": images, "labels": labels}, f)
+"""
+
+
+def test_a_file_that_is_not_hdf5_is_told_so():
+    """Is a file written with pickle told it is not HDF5, not that it is still open?"""
+    results = verdicts(EXERCISE, {"write_for_random_access": define(PICKLED_NOT_HDF5,
+                                                                    "write_for_random_access")},
+                       ["values"])
+    message = results["write_for_random_access_values"].message
+    assert "is not an HDF5 file" in message and "open for writing" not in message, \
+        describe(results)
+
+
 def test_stub_is_not_attempted():
     """Is the release stub reported as not attempted, not as wrong?"""
     stub = define(HEADER + """
