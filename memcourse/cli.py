@@ -83,8 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grade", help="grade a class: grades.csv, results.json, feedback, report",
                        description="Grade every submission under SUBMISSIONS (nbgrader's "
-                       "<student>/<assignment>/<notebook>.ipynb layout, or an LMS .zip whose "
-                       "files are named <anything>_<student>__<assignment>.ipynb) into DIR.")
+                       "<student>/<assignment>/<notebook>.ipynb layout, or an LMS bulk-download "
+                       ".zip named as Canvas does, <student>_<userid>_<submissionid>_<file>.ipynb "
+                       "with optional _LATE_ and -1 resubmission suffixes; set "
+                       "c.FileNameCollectorPlugin.named_regexp in nbgrader_config.py for another "
+                       "LMS) into DIR. Near-match file names (' (1)', '-Copy1', 'Copy of ...') "
+                       "are graded and flagged misnamed; every other notebook is listed in "
+                       "results.json and report.md with the reason it was not graded.")
     p.add_argument("submissions", metavar="SUBMISSIONS", help="folder or .zip of submissions")
     p.add_argument("--out", metavar="DIR", required=True, help="where to write the results")
     p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: cores)")

@@ -54,8 +54,12 @@ def test_renamed_files_and_folders_are_candidates_flagged_misnamed(tmp_path):
     subs = _by_key(found)
     for student in ("kim", "park", "lee"):
         sub = subs[student, A]
-        assert sub.status == "ok" and "misnamed" in sub.flags, sub
+        assert sub.status == "ok", sub
         assert len(sub.notebooks[A]) == 1
+    assert subs["kim", A].notebooks[A][0].misnamed == f"named `{A} (1).ipynb`, not `{A}.ipynb`"
+    assert subs["park", A].notebooks[A][0].misnamed
+    assert "misnamed" in subs["lee", A].flags  # the folder's name
+    assert subs["lee", A].notebooks[A][0].misnamed is None
     assert unmatched == []
 
 
@@ -97,7 +101,7 @@ def test_a_lone_notebook_with_another_name_is_graded(tmp_path):
     _touch(tmp_path / "amy" / A / "my_notebook.ipynb")
     found, unmatched = find_submissions(tmp_path, COURSE)
     sub = _by_key(found)["amy", A]
-    assert sub.status == "ok" and "misnamed" in sub.flags
+    assert sub.status == "ok" and sub.notebooks[A][0].misnamed
     assert unmatched == []
 
 

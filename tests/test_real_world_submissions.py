@@ -48,6 +48,15 @@ def _wrong_l():
     return nb
 
 
+def _uses_my_load(nb):
+    """The reference answer, reading its labels through a helper `my_load` defined elsewhere."""
+    answer = _cell(nb, "lazy_npy_dataset")
+    answer.source = answer.source.replace('np.load(folder / "labels.npy")',
+                                          'my_load(folder / "labels.npy")')
+    assert "my_load(" in answer.source
+    return nb
+
+
 def _write(path, nb):
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
@@ -91,6 +100,23 @@ def _build_class(subs):
     deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id")
                      not in ("eager_dataset", "lazy_npy_dataset_stays_small")]
     _write(subs / "v_deleted_cells" / L / f"{L}.ipynb", deleted)
+    # Learner code in a copy of a read-only cell, in a cell of its own, and an answer cell
+    # that carries a test cell's grading metadata.
+    helper_copy = _uses_my_load(sol())
+    setup = copy.deepcopy(_cell(helper_copy, "setup"))
+    setup.source += "\n\ndef my_load(path):\n    return np.load(path)\n"
+    helper_copy.cells.insert(helper_copy.cells.index(_cell(helper_copy, "lazy_npy_dataset")),
+                             setup)
+    _write(subs / "v_helper_in_setup_copy" / L / f"{L}.ipynb", helper_copy)
+    own_cell = _uses_my_load(sol())
+    own_cell.cells.insert(own_cell.cells.index(_cell(own_cell, "lazy_npy_dataset")),
+                          nbformat.v4.new_code_cell("def my_load(path):\n"
+                                                    "    return np.load(path)"))
+    _write(subs / "v_helper_in_own_cell" / L / f"{L}.ipynb", own_cell)
+    wrong_meta = sol()
+    _cell(wrong_meta, "lazy_npy_dataset").metadata["nbgrader"] = copy.deepcopy(
+        _cell(wrong_meta, "lazy_npy_dataset_values").metadata["nbgrader"])
+    _write(subs / "v_answer_with_test_metadata" / L / f"{L}.ipynb", wrong_meta)
     # Renamed files and folders; several notebooks for one assignment.
     _write(subs / "v_renamed" / "03_On_The_Fly_Loading" / f"Copy of {L}.ipynb", sol())
     _write(subs / "v_release_plus_copy" / L / f"{L}.ipynb", rel())
@@ -178,7 +204,9 @@ def test_a_failing_grader_step_is_one_sentence_and_keeps_the_credit(graded, tmp_
     assert prepared["status"] == "prepared"
     problem = next(p for p in prepared["problems"] if "sanitizing" in p)
     assert problem.startswith("the grader failed while sanitizing the notebook (ValueError")
-    assert "'two'" in problem and "/work" not in problem
+    assert problem.endswith("could not convert string to float: 'two'); the other steps went "
+                            "on, and the full traceback is in the worker's log under "
+                            "grading/work/logs/")
     verdicts = [v for call in prepared["calls"] for v in call["verdicts"]]
     assert verdicts and all(v["status"] == "passed" for v in verdicts)
 
@@ -191,6 +219,10 @@ def test_a_failing_grader_step_is_one_sentence_and_keeps_the_credit(graded, tmp_
     ("v_stripped_metadata", L, {"tampered"}, "`lazy_npy_dataset` had lost its grading metadata"),
     ("v_deleted_cells", L, {"tampered"}, "it was put back from the release"),
     ("v_renamed", L, {"misnamed"}, "Copy of 03_on_the_fly_loading.ipynb"),
+    ("v_helper_in_setup_copy", L, {"tampered"}, "holding other code ran as ordinary cells"),
+    ("v_helper_in_own_cell", L, set(), ""),
+    ("v_answer_with_test_metadata", L, {"tampered"},
+     "`lazy_npy_dataset` had lost its grading metadata"),
 ])
 def test_correct_work_with_a_quirk_gets_full_marks_and_a_named_flag(graded, student,
                                                                     assignment, flags, words):
@@ -198,7 +230,11 @@ def test_correct_work_with_a_quirk_gets_full_marks_and_a_named_flag(graded, stud
     r = _rec(graded, student, assignment)
     assert (r["status"], r["score"]) == ("graded", r["max_score"]), r
     assert flags <= set(r["flags"]), r["flags"]
-    assert any(words in p for p in r["problems"]), r["problems"]
+    assert "unanswered" not in r["flags"]
+    if words:
+        assert any(words in p for p in r["problems"]), r["problems"]
+    else:
+        assert r["flags"] == [], r["flags"]
 
 
 def test_a_cell_type_the_schema_forbids_is_invalid_with_the_path(graded):
@@ -225,6 +261,10 @@ def test_of_two_answered_copies_the_better_is_kept_and_both_scores_shown(graded)
     assert (r["score"], r["max_score"]) == (FULL_L, FULL_L)
     problem = next(p for p in r["problems"] if "were graded and the best kept" in p)
     assert f"{L}.ipynb: 3" in problem and f"{L}-Copy1.ipynb: 6" in problem
+    assert "misnamed" in r["flags"]  # the better one is the copy
+    assert f"the graded notebook is named `{L}-Copy1.ipynb`" in " ".join(r["problems"])
+    kept_expected = _rec(graded, "v_release_plus_copy")
+    assert "misnamed" in kept_expected["flags"]  # there too the graded one is the copy
 
 
 def test_an_untouched_release_is_flagged_unanswered(graded):
@@ -375,7 +415,11 @@ def test_an_instructors_assignment_of_several_notebooks(tmp_path):
     assert scores == {"full": ("graded", 3.0, 4.0), "only_part1": ("graded", 2.0, 4.0),
                       "cheat": ("graded", 1.0, 4.0), "wrong": ("graded", 1.0, 4.0)}
     assert records["full"]["needs_manual_grade"]
-    assert any("no notebook `part2.ipynb`" in p for p in records["only_part1"]["problems"])
+    only = records["only_part1"]
+    assert any("no notebook `part2.ipynb`" in p for p in only["problems"])
+    assert "missing_notebook" in only["flags"]
+    assert {c["status"] for c in only["cells"] if c["notebook"] == "part2"} == {"not_submitted"}
+    assert "**only_part1 / 99_squares**" in (tmp_path / "out" / "report.md").read_text()
     assert "tampered" in records["cheat"]["flags"]
     assert any("showtraceback" in p for p in records["cheat"]["problems"])
     assert "tampered" not in records["wrong"]["flags"]

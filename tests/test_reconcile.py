@@ -135,7 +135,8 @@ def test_deleted_test_and_read_only_cells_are_put_back(sub, release, which):
     nb, changes = _run(sub, release)
     _assert_like_release(nb, release)
     for gid in gone:
-        assert any(f"cell `{gid}`; it was put back" in c for c in changes), changes
+        assert any(f"cell `{gid}` was deleted or lost its grading metadata; it was put back" in c
+                   for c in changes), changes
     setup = _cell(nb, "setup")
     assert nb.cells.index(setup) == release.cells.index(_cell(release, "setup"))
 
@@ -153,6 +154,8 @@ def test_an_edited_test_cell_is_named(sub, release):
     "import IPython.core.interactiveshell\n"
     "IPython.core.interactiveshell.InteractiveShell.showtraceback = None",
     "setattr(get_ipython(), 'showtraceback', print)",
+    "ip = get_ipython()\nsetattr(ip, 'show' + 'traceback', lambda *a, **k: None)",
+    "get_ipython().__dict__.update(_showtraceback=lambda *a: None)",
 ])
 def test_hiding_tracebacks_is_tampering(sub, release, cheat):
     """Are nbgrader's two 'cheat attempts' (a replaced showtraceback), and setattr, named?"""
@@ -199,3 +202,31 @@ def test_unanswered_means_no_answer_cell_and_no_added_code(sub, release):
     empty = copy.deepcopy(release)
     empty.cells.append(nbformat.v4.new_code_cell("  "))
     assert is_unanswered(empty, release)
+
+
+def test_learner_code_in_a_copy_of_a_read_only_cell_is_kept(sub, release):
+    """Does a copy of a read-only cell that holds the learner's own code stay, as an ordinary
+    cell, while a pure copy is removed?"""
+    setup = _cell(sub, "setup")
+    mine = copy.deepcopy(setup)
+    mine.source += "\ndef my_helper():\n    return 1"
+    sub.cells.insert(sub.cells.index(_cell(sub, "hdf5_dataset")), mine)
+    sub.cells.insert(sub.cells.index(_cell(sub, "hdf5_dataset")), copy.deepcopy(setup))
+    nb, changes = _run(sub, release)
+    _assert_like_release(nb, release)
+    assert len(nb.cells) == len(release.cells) + 1
+    assert any("def my_helper" in c.source and grade_id(c) is None for c in nb.cells)
+    assert any("duplicated cell `setup` (3 copies)" in c and "ordinary cells" in c
+               for c in changes), changes
+
+
+def test_an_answer_carrying_a_test_cells_metadata_is_found_again(sub, release):
+    """Is an answer cell that carries a test cell's grading metadata graded as the answer,
+    and the test cell kept?"""
+    answer = _cell(sub, "hdf5_dataset")
+    answer.metadata["nbgrader"] = copy.deepcopy(
+        _cell(sub, "hdf5_dataset_returns_samples").metadata["nbgrader"])
+    nb, changes = _run(sub, release)
+    _assert_like_release(nb, release)
+    assert "my answer" in _cell(nb, "hdf5_dataset").source
+    assert not is_unanswered(nb, release)

@@ -171,6 +171,7 @@ def find_submissions(root: Path, assignments: dict[str, list[str]]
                     sub.timestamp = folder / "timestamp.txt"
             notebooks = [p for p in files if p.suffix == ".ipynb"] + loose[assignment]
             if loose[assignment]:
+                sub.flags.append("misnamed")
                 sub.problems.append(f"{', '.join(p.name for p in loose[assignment])} lay in the "
                                     f"student's folder instead of `{assignment}/`")
             if not dirs and not notebooks:
@@ -194,8 +195,6 @@ def find_submissions(root: Path, assignments: dict[str, list[str]]
                 unmatched.append(Unmatched(rel(nb), f"in {sub.student}'s `{assignment}` folder, "
                                            "but its name matches no notebook of the assignment "
                                            f"({', '.join(e + '.ipynb' for e in expected)})"))
-            if any(c.misnamed for cands in sub.notebooks.values() for c in cands):
-                sub.flags.append("misnamed")
             graded = {c.path for cands in sub.notebooks.values() for c in cands}
             extra = sorted(str(p.relative_to(student_dir)) for p in files
                            if p not in graded and p.name != "timestamp.txt")

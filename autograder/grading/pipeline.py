@@ -187,9 +187,9 @@ def _read_attempts(sub: Submission, staged: build.StagedCourse, folder: Path
             if read.notebook is None:
                 continue
             try:
-                attempt.unanswered = reconcile.is_unanswered(read.notebook, release)
                 done = reconcile.reconcile(read.notebook, release)
                 nb, attempt.changes, attempt.notes = done.notebook, done.tampering, done.notes
+                attempt.unanswered = reconcile.is_unanswered(nb, release)
             except Exception as e:  # a grader bug must not cost the submission: say so, go on
                 nb = read.notebook
                 attempt.notes = [f"the grader could not compare it with the release "
@@ -208,9 +208,12 @@ def _read_attempts(sub: Submission, staged: build.StagedCourse, folder: Path
 
 def _note_attempts(sub: Submission, attempts: list[Attempt]) -> None:
     """Flags and sentences for what reading the candidates found."""
+    several = {a.notebook for a in attempts if sum(b.notebook == a.notebook
+                                                   for b in attempts) > 1}
     for a in attempts:
         where = a.label if len(attempts) > 1 else a.file.name
-        if a.misnamed:
+        if a.misnamed and a.notebook not in several:  # else said once the best is known
+            sub.flags.append("misnamed")
             sub.problems.append(f"the notebook is {a.misnamed}; it was graded anyway")
         if a.problem:
             sub.problems.append(a.problem)
@@ -227,7 +230,11 @@ def _note_attempts(sub: Submission, attempts: list[Attempt]) -> None:
     gradable = [a for a in attempts if a.staged]
     if gradable and all(a.unanswered for a in gradable):
         sub.flags.append("unanswered")
-        sub.problems.append("the notebook is identical to the release: nothing was answered")
+        sub.problems.append("nothing was answered: every answer cell is still the released "
+                            "stub, and no code was added")
+    missing = [name for name, cands in sub.notebooks.items() if not cands]
+    if missing and gradable:
+        sub.flags.append("missing_notebook")
     if not gradable:
         sub.status = "invalid"
     sub.flags = list(dict.fromkeys(sub.flags))

@@ -1,11 +1,12 @@
 """The graded program: the instructor's locked cells plus the learner's answer cells, run fresh.
 
-Run as `python -m autograder.grading.program NOTEBOOK OUTDIR [--skip 3,7]` (inside the sandbox).
-Test cells are not executed. Where a test cell calls `check_<exercise>(Obj, "check", ...)`, the
-objects it names are taken from the program's namespace at that point and shipped (cloudpickle,
-by value) to OUTDIR; the checks themselves run later, in a process where no learner code ever
-ran. Progress is written after every cell, so the caller can restart past a cell that kills the
-process.
+Run as `python -m autograder.grading.program NOTEBOOK OUTDIR [--skip 3,7] [--also 5,9]` (inside
+the sandbox). `--also` names cells the learner added (helpers, imports), which run in order with
+the program, as they did in the learner's kernel. Test cells are not executed. Where a test
+cell calls `check_<exercise>(Obj, "check", ...)`, the objects it names are taken from the
+program's namespace at that point and shipped (cloudpickle, by value) to OUTDIR; the checks
+themselves run later, in a process where no learner code ever ran. Progress is written after
+every cell, so the caller can restart past a cell that kills the process.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def _append(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def run(notebook: Path, outdir: Path, skip: set[int]) -> None:
+def run(notebook: Path, outdir: Path, skip: set[int], also: frozenset[int] = frozenset()
+        ) -> None:
     """Execute the program cells in order; ship each check call's objects as it is reached."""
     import nbformat
     from IPython.core.interactiveshell import InteractiveShell
@@ -74,6 +76,8 @@ def run(notebook: Path, outdir: Path, skip: set[int]) -> None:
     progress, calls_file = outdir / PROGRESS, outdir / CALLS
     for index, cell in enumerate(nb.cells):
         kind = role(cell)
+        if kind == "skip" and index in also:
+            kind = "program"
         if kind == "skip" or index in skip:
             continue
         _append(progress, {"start": index})
@@ -108,14 +112,14 @@ def run(notebook: Path, outdir: Path, skip: set[int]) -> None:
 
 def main(argv: list[str]) -> int:
     notebook, outdir = Path(argv[0]), Path(argv[1])
-    skip = set()
-    if len(argv) > 3 and argv[2] == "--skip" and argv[3]:
-        skip = {int(i) for i in argv[3].split(",")}
+    options = dict(zip(argv[2::2], argv[3::2], strict=False))
+    skip = {int(i) for i in options.get("--skip", "").split(",") if i}
+    also = frozenset(int(i) for i in options.get("--also", "").split(",") if i)
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ["MEMCOURSE_CHECKS"] = "outside"  # check calls in answer cells do nothing here
     os.chdir(notebook.parent)
     sys.path.insert(0, str(notebook.parent))
-    run(notebook, outdir, skip)
+    run(notebook, outdir, skip, also)
     return 0
 
 

@@ -10,11 +10,13 @@ usual. Its rules, applied in this order, are deterministic:
 1. Grading metadata the release does not have (an unknown `grade_id`, or an `nbgrader` entry with
    no `grade_id`) is removed: the cell becomes an ordinary cell of the student's.
 2. Copies of one `grade_id`: for a test or read-only cell, the copy standing where the release
-   has it (after the same graded cell) is kept, else the first; the other copies are removed,
-   since nbgrader restores the instructor's source anyway. For an answer cell, the last copy
-   that differs from the release's stub is graded (when every copy is the stub, the last one):
-   run top to bottom, that is the definition the learner's kernel ends with, and it is the copy
-   nbgrader's own `DeduplicateIds` keeps. The other copies stay as ordinary cells.
+   has it (after the same graded cell) is kept, else the first; copies that are still the
+   instructor's cell are removed (nbgrader restores the source anyway), and a copy the learner
+   wrote code into runs as an ordinary cell, so no line of the learner's is lost. For an
+   answer cell, the last copy that differs from the release's stub is graded (when every copy
+   is the stub, the last one): a stub pasted again is not an answer, and of several answers
+   the last is the one the learner wrote last in reading order, the copy nbgrader's own
+   `DeduplicateIds` keeps. The other copies stay as ordinary cells.
 3. A cell whose metadata is gone is found again. A test or read-only cell: an ordinary cell
    with the release's source. An answer cell: among the student's ordinary cells of
    the same type, the one that defines the names the release's stub defines (a `class` or
@@ -43,7 +45,8 @@ GRADING_KEYS = ("grade", "solution", "locked", "points", "task")
 # a submission that replaces `showtraceback` passes every failing assert (nbgrader's own
 # "cheat attempt" fixtures, which nbgrader itself does not flag).
 TRACEBACK_PATCH = re.compile(r"\b_?(showtraceback|showsyntaxerror)\s*=(?!=)"
-                             r"|setattr\(.*?['\"]_?(showtraceback|showsyntaxerror)['\"]")
+                             r"|setattr\(.*(traceback|syntaxerror)"
+                             r"|__dict__.*(traceback|syntaxerror)", flags=re.I)
 
 
 def grade_id(cell: NotebookNode) -> str | None:
@@ -172,8 +175,20 @@ def reconcile(submitted: NotebookNode, release: NotebookNode) -> Reconciled:
                 if before == previous:
                     keep = i
                     break
-            remove.update(i for i in where if i != keep)
-            rule = "the copy in the release's place was kept, the others removed"
+            others = [i for i in where if i != keep]
+            # A copy that is still the instructor's cell goes; one the learner wrote into runs
+            # as an ordinary cell, so none of the learner's lines is lost.
+            pure = [i for i in others if _same_source(_without_hidden_tests(nb.cells[i].source),
+                                                      rel_cell.source)
+                    or _unchanged_since_release(nb.cells[i], nb.cells[i].metadata["nbgrader"])]
+            remove.update(pure)
+            for i in others:
+                if i not in pure:
+                    _drop_grading(nb.cells[i])
+            rule = "the copy in the release's place was kept" + (
+                ", the unchanged copies removed" if pure else "") + (
+                ", the copies holding other code ran as ordinary cells"
+                if len(pure) < len(others) else "")
         else:
             attempted = [i for i in where if not _same_source(nb.cells[i].source,
                                                               rel_cell.source)]
@@ -221,7 +236,8 @@ def reconcile(submitted: NotebookNode, release: NotebookNode) -> Reconciled:
         restored.pop("id", None)
         nb.cells.insert(before + 1, restored)
         kind = "test" if rel_meta.get("grade") else "read-only"
-        changes.append(f"deleted the {kind} cell `{gid}`; it was put back from the release")
+        changes.append(f"the {kind} cell `{gid}` was deleted or lost its grading metadata; it "
+                       "was put back from the release")
         present.add(gid)
 
     # 5. The release's grading metadata and type on every graded cell.

@@ -40,8 +40,7 @@ def error_record(sub: Submission, step: str, error: BaseException) -> dict:
     from autograder.grading.worker import step_failure
 
     record = new_record(sub, "error")
-    record["problems"].append(step_failure(step, error).replace(
-        "the other steps went on, and ", "") + "; a rerun grades it again")
+    record["problems"].append(step_failure(step, error, "a rerun grades it again"))
     return record
 
 
@@ -73,7 +72,7 @@ def _cell_message(verdicts: list[dict]) -> str:
         return "all checks passed"
     if all(v["status"] == NOT_ATTEMPTED for v in verdicts):
         return verdicts[0]["message"]
-    return " ".join(v["message"] for v in verdicts if v["status"] != PASSED)
+    return " ".join(dict.fromkeys(v["message"] for v in verdicts if v["status"] != PASSED))
 
 
 class GradebookWriter:
@@ -156,6 +155,7 @@ class GradebookWriter:
         in the gradebook and in the feedback; the record names every file and its score.
         """
         record = new_record(sub)
+        record["missing_notebooks"] = [n for n, cands in sub.notebooks.items() if not cands]
         ran: dict[str, list] = {}
         for a in attempts:
             if a.staged is not None and a.run:
@@ -219,6 +219,9 @@ class GradebookWriter:
                     parts.append(f"{a.label}: {scores.get((name, a.index), 0.0):g}"
                                  + (" (identical to the release)" if a.unanswered else ""))
             kept = best.get(name)
+            if kept is not None and kept.misnamed:
+                record["flags"].append("misnamed")
+                record["problems"].append(f"the graded notebook is {kept.misnamed}")
             record["problems"].append(
                 f"{len(cands)} files for {name}.ipynb were graded and the best kept"
                 f"{' (' + kept.label + ')' if kept else ''}: " + "; ".join(parts))
@@ -311,7 +314,10 @@ class GradebookWriter:
         if known is None:  # kept from an earlier run's record
             known = next((c for c in record.get("cells", []) if c["grade_id"] == name
                           and c.get("notebook") == notebook and "verdicts" in c), None)
-        if known is not None and known.get("verdicts"):
+        if notebook in record.get("missing_notebooks", []):
+            cell["status"] = "not_submitted"
+            cell["message"] = f"no notebook {notebook}.ipynb was submitted"
+        elif known is not None and known.get("verdicts"):
             cell["status"] = _cell_status(known["verdicts"])
             cell["message"] = _cell_message(known["verdicts"])
             cell["verdicts"] = known["verdicts"]
@@ -362,6 +368,7 @@ ATTENTION = (
     ("Not gradable (invalid)", "invalid"),
     ("Nothing answered (identical to the release)", "unanswered"),
     ("Several notebooks for one assignment (the best was kept)", "several_notebooks"),
+    ("A notebook of the assignment is missing", "missing_notebook"),
     ("Changed grading cells (restored before grading)", "tampered"),
     ("Stopped at a time limit", "timeout"),
     ("Stopped at the memory limit", "memory_limit"),

@@ -65,15 +65,22 @@ def sanitize(job: dict, source: Path, dest: Path) -> nbformat.NotebookNode:
     return nb
 
 
-def step_failure(step: str, error: BaseException) -> str:
-    """One complete sentence for an exception in one grading step: never a cut path."""
+WORKER_STEP_TAIL = ("the other steps went on, and the full traceback is in the worker's log "
+                    "under grading/work/logs/")
+
+
+def step_failure(step: str, error: BaseException, tail: str = WORKER_STEP_TAIL) -> str:
+    """One complete sentence for an exception in one grading step: never a cut path.
+
+    The exception's last line is kept whole up to 300 characters, cut at a word; `tail` says
+    what happened next.
+    """
     text = str(error).strip().splitlines()
     detail = text[-1] if text else ""
     if len(detail) > 300:
         detail = detail[:300].rsplit(" ", 1)[0] + " …"
     return (f"the grader failed while {step} ({type(error).__name__}"
-            f"{': ' + detail if detail else ''}); the other steps went on, and the full "
-            "traceback is in the worker's log under grading/work/logs/")
+            f"{': ' + detail if detail else ''}); {tail}")
 
 
 class TreeWatchdog:
@@ -146,12 +153,29 @@ def execute_in_kernel(job: dict, nb: nbformat.NotebookNode, workdir: Path
     return nb, report
 
 
+def added_cells(nb: nbformat.NotebookNode, release: nbformat.NotebookNode,
+                kernel: dict) -> list[int]:
+    """Code cells the learner added (not in the release), for the graded program to run too.
+
+    A helper defined in a cell of the learner's own is part of the answer. Cells that the
+    kernel run showed to hang, crash, flood the output or run out of memory are left out: the
+    kernel already recorded what they did, and they would only cost the program its time.
+    """
+    released = {c.source.strip() for c in release.cells if c.cell_type == "code"}
+    troubled = set()
+    for key in ("timeout", "kernel_died", "output_cut", "memory_error"):
+        troubled.update(kernel.get(key, []))
+    return [i for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and "nbgrader" not in c.metadata and c.source.strip()
+            and c.source.strip() not in released and i not in troubled]
+
+
 def run_program(job: dict, notebook: Path, outdir: Path, sandbox: Sandbox,
-                zygote=None) -> dict:
+                zygote=None, also: list[int] | None = None) -> dict:
     """Run the graded program, restarting past a cell that kills it or runs too long.
 
     With a (sandboxed) zygote the program is forked warm; otherwise it is a new interpreter
-    inside the sandbox.
+    inside the sandbox. `also` lists the learner's own cells to run with it (`added_cells`).
     """
     limits = Limits(**job["kernel_limits"])
     skip: list[int] = []
@@ -159,7 +183,8 @@ def run_program(job: dict, notebook: Path, outdir: Path, sandbox: Sandbox,
     for _ in range(MAX_PROGRAM_RESTARTS + 1):
         for name in (program.PROGRESS, program.CALLS):
             (outdir / name).unlink(missing_ok=True)
-        args = [str(notebook), str(outdir), "--skip", ",".join(map(str, skip))]
+        args = [str(notebook), str(outdir), "--skip", ",".join(map(str, skip)),
+                "--also", ",".join(map(str, also or []))]
         proc = None
         if zygote is not None:
             try:
@@ -277,8 +302,9 @@ def cell_names(nb) -> dict[str, str]:
         if cell.cell_type != "code":
             continue
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        code = "; ".join(line.strip() for line in cell.source.splitlines() if line.strip())
-        code = code if len(code) <= 60 else code[:57] + "..."
+        # Line breaks shown as ⏎, so the excerpt never reads as code the learner did not write.
+        code = " ⏎ ".join(line.strip() for line in cell.source.splitlines() if line.strip())
+        code = code if len(code) <= 60 else code[:59] + "…"
         names[str(i)] = f"cell {i + 1} (`{grade_id}`)" if grade_id else f"cell {i + 1} (`{code}`)"
     return names
 
@@ -353,7 +379,9 @@ def main(job_path: str) -> int:
         _log_failure(result, "running the notebook in its kernel", e)
     timings["kernel"], mark = round(time.monotonic() - mark, 2), time.monotonic()
     try:
-        result["program"] = run_program(job, sanitized_path, outdir, sandbox, zygote)
+        release = nbformat.read(job["release_notebook"], as_version=4)
+        also = added_cells(nb, release, result.get("kernel", {}))
+        result["program"] = run_program(job, sanitized_path, outdir, sandbox, zygote, also)
     except Exception as e:
         _log_failure(result, "running the graded program", e)
     timings["program"], mark = round(time.monotonic() - mark, 2), time.monotonic()
