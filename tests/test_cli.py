@@ -74,3 +74,15 @@ def test_os_errors_read_as_sentences():
     assert "disk is full" in full and "resumes" in full
     gone = describe_os_error(FileNotFoundError(errno.ENOENT, "No such file or directory", "/x"))
     assert gone == "No such file or directory (/x)."
+
+
+def test_grade_help_and_readme_name_the_same_zip_files():
+    """Do `memcourse grade --help` and the README describe the same LMS zip naming?"""
+    from memcourse.cli import build_parser
+    from tests.helpers import ROOT
+
+    grade = next(a for a in build_parser()._subparsers._group_actions[0].choices.items()
+                 if a[0] == "grade")[1]
+    naming = "<student>_<userid>_<submissionid>_<file>.ipynb"
+    assert naming in " ".join(grade.description.split())
+    assert naming in (ROOT / "README.md").read_text()
