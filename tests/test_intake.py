@@ -602,7 +602,7 @@ def _source_lines_not_text(nb):
     (_cell_without_type, "cells[1] has no cell_type"),
     (_cell_a_string, "cells[0] is a string, not a cell"),
     (_source_a_number, "cells[3].source is a number, not text"),
-    (_source_lines_not_text, "cells[1].source is a list, not text"),
+    (_source_lines_not_text, "cells[1].source is a list holding null, not text"),
 ])
 def test_cells_that_cannot_be_read_are_refused_with_their_path(tmp_path, spoil, detail):
     """Does the problem name the cell and the property that no repair can fix?"""

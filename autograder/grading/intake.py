@@ -269,9 +269,11 @@ def _check_cells(data: dict, name: str) -> None:
         source = cell.get("source", "")
         if not (isinstance(source, str)
                 or isinstance(source, list) and all(isinstance(s, str) for s in source)):
+            what = ("a list holding " + next(_kind(s) for s in source if not isinstance(s, str))
+                    if isinstance(source, list) else _kind(source))
             raise _Unreadable(_schema_problem(
                 name, f"cells[{i}].source",
-                f"is {_kind(source)}, not text (a string or a list of strings)"))
+                f"is {what}, not text (a string or a list of strings)"))
 
 
 def _settle_minor(data: dict, repairs: list[str]) -> int:
