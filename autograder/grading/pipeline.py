@@ -211,7 +211,7 @@ def _note_attempts(sub: Submission, attempts: list[Attempt]) -> None:
     several = {a.notebook for a in attempts if sum(b.notebook == a.notebook
                                                    for b in attempts) > 1}
     for a in attempts:
-        where = a.label if len(attempts) > 1 else a.file.name
+        where = a.label
         if a.misnamed and a.notebook not in several:  # else said once the best is known
             sub.flags.append("misnamed")
             sub.problems.append(f"the notebook is {a.misnamed}; it was graded anyway")
