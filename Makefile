@@ -16,10 +16,10 @@ venv:  ## create .venv, or reuse it if pyproject.toml has not changed since it w
 	@scripts/ensure-venv "$(PYTHON)" "$(VENV)"
 
 lab: venv  ## start JupyterLab on the course (writes the default dataset first if missing)
-	$(PY) -m memcourse lab
+	$(PY) -m memcourse_apps lab
 
 test: venv system-packages  ## run the whole test suite (slow tests included)
-	$(PY) -m memcourse data --size tiny
+	$(PY) -m memcourse_apps data --size tiny
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 system-packages:  ## install bubblewrap and chromium when missing (root on Debian), else say so
@@ -29,21 +29,21 @@ test-fast: venv  ## the inner loop: every test not marked slow
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 notebooks: venv  ## clean solutions/ and regenerate notebooks/ from it with nbgrader
-	$(PY) -m memcourse notebooks
+	$(PY) -m memcourse_apps notebooks
 
 data: venv  ## write the default (small) dataset into data/small/
-	$(PY) -m memcourse data
+	$(PY) -m memcourse_apps data
 
 grade: venv  ## grade a class: make grade SUBMISSIONS=path OUT=dir [JOBS=n] [ASSIGNMENT=name]
 	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=path OUT=dir"; exit 2; }
-	$(PY) -m memcourse grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(JOBS),--jobs $(JOBS)) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+	$(PY) -m memcourse_apps grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(JOBS),--jobs $(JOBS)) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
 .PHONY: bench
 bench: venv  ## measure what each technique costs (about 11 min): bench/results.md, README table
-	$(PY) -m memcourse bench
+	$(PY) -m memcourse_apps bench
 
 lint: venv  ## ruff over the Python packages and tests
-	$(PY) -m ruff check memcourse autograder tests
+	$(PY) -m ruff check memcourse autograder memcourse_apps tests
 
 clean:  ## remove generated data, grading output and caches (keeps .venv)
 	rm -rf grading data/*/ .pytest_cache

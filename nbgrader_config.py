@@ -31,6 +31,7 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.Exchange.root = str(GRADING / "exchange")
 
 # Data-loading cells start worker processes; 30 s (nbgrader's default) is too tight on 2 cores.
+# `memcourse grade` uses this cell time limit too.
 c.Execute.timeout = 120
 # nbclient skips cells tagged "skip-execution" by default, which lets a submission skip its tests.
 c.Execute.skip_cells_with_tag = "memcourse-instructor-skip"
@@ -38,3 +39,9 @@ c.Execute.skip_cells_with_tag = "memcourse-instructor-skip"
 # nbgrader scores any stderr output in a test cell as a failure; library warnings are not errors.
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"Warning:|it/s\]"
+
+# `memcourse grade` has settings of its own (autograder/grading/settings.py, GradingSettings),
+# set here like nbgrader's; its flags override them. For example:
+# c.GradingSettings.jobs = 4                  # submissions prepared at once (0: one per core)
+# c.GradingSettings.notebook_timeout_s = 900  # seconds a whole notebook may run
+# c.GradingSettings.kernel_memory_mib = 3072  # a notebook's kernel and its DataLoader workers

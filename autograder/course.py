@@ -10,12 +10,11 @@ import os
 import sys
 from pathlib import Path
 
+from memcourse.paths import repo_root
+
+__all__ = ["repo_root", "api", "assignments", "copy_course", "load_config"]
+
 CONFIG_FILENAME = "nbgrader_config.py"
-
-
-def repo_root() -> Path:
-    """Return the course repository this package was installed from (an editable install)."""
-    return Path(__file__).resolve().parents[1]
 
 
 def _avoid_slow_import() -> None:

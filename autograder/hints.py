@@ -28,16 +28,14 @@ import difflib
 import html
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from autograder.engine.feedback import _inline_code
-
-SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
-MARK_SCHEME = re.compile(r"=== BEGIN MARK SCHEME ===(.*?)=== END MARK SCHEME ===", re.S)
+from autograder import cells, course
+from autograder.engine.richtext import BLUE, GREY, ORANGE, inline_code, show
+from autograder.exercises import all_exercises
 
 # The next hint each exercise's plain `hint(x)` shows, by exercise name (1-based).
 _next_level: dict[str, int] = {}
@@ -56,7 +54,7 @@ class Panel:
     code: list[tuple[str, str]] = field(default_factory=list)  # (caption, Python source)
     extra: list[tuple[str, str]] = field(default_factory=list)  # (caption, Markdown text)
 
-    _COLOUR = {"hint": "#0969da", "solution": "#bc4c00", "note": "#57606a"}
+    _COLOUR = {"hint": BLUE, "solution": ORANGE, "note": GREY}
 
     def __str__(self) -> str:
         out = [self.title]
@@ -71,11 +69,11 @@ class Panel:
 
     def _repr_html_(self) -> str:
         colour = self._COLOUR[self.kind]
-        body = "".join(f"<div style='margin:3px 0'>{_inline_code(line)}</div>"
+        body = "".join(f"<div style='margin:3px 0'>{inline_code(line)}</div>"
                        for line in self.lines)
-        revealed = "".join(f"<div style='margin-top:6px'><em>{_inline_code(caption)}</em>"
+        revealed = "".join(f"<div style='margin-top:6px'><em>{inline_code(caption)}</em>"
                            f"{_highlight(source)}</div>" for caption, source in self.code)
-        revealed += "".join(f"<div style='margin-top:6px'><em>{_inline_code(caption)}</em>"
+        revealed += "".join(f"<div style='margin-top:6px'><em>{inline_code(caption)}</em>"
                             f"{_markdown(text)}</div>" for caption, text in self.extra)
         if revealed and self.kind == "solution":
             # A spoiler stays folded until the learner asks for it: one more click, on purpose.
@@ -109,20 +107,6 @@ def _markdown(text: str) -> str:
         return f"<div style='white-space:pre-wrap'>{html.escape(text)}</div>"
 
 
-def show(panel: Panel) -> None:
-    """Display the panel in a notebook (HTML with a text fallback), or print it."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-
-        if get_ipython() is not None:
-            display(panel)
-            return
-    except ImportError:
-        pass
-    print(panel)
-
-
 # ----------------------------------------------------------------------------- where things are
 
 
@@ -135,10 +119,10 @@ def course_root() -> Path | None:
     """
     here = Path.cwd()
     for folder in (here, *here.parents):
-        if (folder / "nbgrader_config.py").is_file():
+        if (folder / course.CONFIG_FILENAME).is_file():
             return folder
-    repo = Path(__file__).resolve().parents[1]
-    return repo if (repo / "nbgrader_config.py").is_file() else None
+    repo = course.repo_root()
+    return repo if (repo / course.CONFIG_FILENAME).is_file() else None
 
 
 def solutions_dir() -> Path | None:
@@ -187,29 +171,27 @@ def _defined_names(source: str) -> list[str]:
 
 @lru_cache(maxsize=64)
 def _index(path: str, _mtime_ns: int) -> NotebookIndex:
-    from autograder.grading.program import check_calls
-
     try:
-        cells = json.loads(Path(path).read_text())["cells"]
+        notebook_cells = json.loads(Path(path).read_text())["cells"]
     except (OSError, ValueError, KeyError):
         return NotebookIndex((), (), ())
     checked, answers, schemes = [], [], []
     last_answer: list[str] = []
-    for cell in cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
+    for cell in notebook_cells:
         source = "".join(cell.get("source", ""))
-        if cell.get("cell_type") == "code" and meta.get("solution"):
+        if cell.get("cell_type") == "code" and cells.is_answer(cell):
             last_answer = _defined_names(source)
-            answers += [(name, meta.get("grade_id", ""), source) for name in last_answer]
-        elif cell.get("cell_type") == "code" and meta.get("grade"):
-            for call in check_calls(source):
+            grade_id = cells.nbgrader_metadata(cell).get("grade_id", "")
+            answers += [(name, grade_id, source) for name in last_answer]
+        elif cells.is_test(cell):
+            for call in cells.check_calls(source):
                 checked += [(obj, call["function"]) for obj in call["objects"]
                             if obj.isidentifier()]
-        elif meta.get("task") and last_answer:
+        elif cells.is_task(cell) and last_answer:
             # The written part of a question follows its answer cell (06's self-assessment).
-            scheme = MARK_SCHEME.search(source)
-            if scheme:
-                schemes += [(name, scheme.group(1).strip()) for name in last_answer]
+            scheme = cells.mark_scheme(source)
+            if scheme is not None:
+                schemes += [(name, scheme.strip()) for name in last_answer]
             last_answer = []
     return NotebookIndex(tuple(dict.fromkeys(checked)), tuple(answers), tuple(schemes))
 
@@ -250,8 +232,6 @@ def _object_names(check_function: str) -> list[str]:
 
 def resolve(exercise: Any) -> Target:
     """Find the exercise `exercise` names (see the module docstring for the accepted forms)."""
-    from autograder.exercises import all_exercises
-
     exercises = all_exercises()
     name = exercise if isinstance(exercise, str) else getattr(exercise, "__name__", None)
     if not isinstance(name, str) or not name.strip():
@@ -349,10 +329,6 @@ def solution(exercise: Any) -> None:
     show(solution_panel(exercise))
 
 
-def _strip_markers(source: str) -> str:
-    return SOLUTION_MARKERS.sub("", source).strip("\n")
-
-
 def solution_panel(exercise: Any) -> Panel:
     """The panel `solution` shows."""
     try:
@@ -380,7 +356,8 @@ def solution_panel(exercise: Any) -> Panel:
         for obj in target.objects:
             if obj in answers:
                 grade_id, source = answers[obj]
-                code.append((f"`{obj}`, from the answer cell `{grade_id}`", _strip_markers(source)))
+                code.append((f"`{obj}`, from the answer cell `{grade_id}`",
+                             cells.without_solution_markers(source).strip("\n")))
                 sources.append(str(path.relative_to(folder.parent)))
                 if obj in schemes:
                     extra.append((f"Model answer and marking guide for the written part "

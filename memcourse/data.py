@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from memcourse.errors import CourseError
 from memcourse.images import CLASS_NAMES, iter_blocks
+from memcourse.paths import repo_root
 
 GENERATOR_VERSION = 1
 DATASET_FILENAME = "images.h5"
@@ -54,11 +55,6 @@ DEFAULT_SIZE = "small"
 
 class DatasetError(CourseError):
     """A dataset could not be written or found; the message says why and what to do."""
-
-
-def repo_root() -> Path:
-    """Return the course repository this package was installed from (an editable install)."""
-    return Path(__file__).resolve().parents[1]
 
 
 def data_dir() -> Path:

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from memcourse.images import CLASS_NAMES
+from memcourse.memory import status_mib
 
 MIB = 2**20
 
@@ -196,8 +197,6 @@ def process_tree(pid: int | None = None) -> list[psutil.Process]:
 
 def memory_of(procs: Iterable[psutil.Process]) -> list[dict[str, float]]:
     """RSS, PSS and USS (MiB) of each process, plus its RssAnon/RssFile/RssShmem."""
-    from memcourse.memory import status_mib
-
     rows = []
     for p in procs:
         try:

@@ -33,7 +33,7 @@ class RunningLab:
         import time
         import urllib.request
 
-        from memcourse.lab import lab_command
+        from memcourse_apps.lab import lab_command
 
         self.port, self.token = free_port(), secrets.token_hex(8)
         self.base = f"http://127.0.0.1:{self.port}"

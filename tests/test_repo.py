@@ -40,6 +40,7 @@ def test_code_is_ruff_clean(repo):
     from pathlib import Path
 
     ruff = Path(sys.executable).parent / "ruff"
-    proc = subprocess.run([str(ruff), "check", "memcourse", "autograder", "tests"], cwd=repo,
-                          capture_output=True, text=True)
+    packages = ["memcourse", "autograder", "memcourse_apps", "tests"]
+    proc = subprocess.run([str(ruff), "check", *packages],
+                          cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout

@@ -1,8 +1,8 @@
 """The child process: load the learner's objects, run each check's `act`, report plain data.
 
 Run as `python -m autograder.engine.child JOBDIR EVENTS_FD CONTROL_FD`. The learner's objects
-arrive as a cloudpickle blob and are exposed as the module `_learner_code`, so classes defined in
-a notebook can still be pickled by reference into `spawn` DataLoader workers.
+arrive as a cloudpickle blob (see `ship`) and are exposed as the module `_learner_code`, so classes
+defined in a notebook can still be pickled by reference into `spawn` DataLoader workers.
 """
 
 from __future__ import annotations
@@ -15,23 +15,11 @@ import sys
 import traceback
 from pathlib import Path
 
-LEARNER_MODULE = "_learner_code"
-LEARNER_MODULE_SOURCE = '''"""The learner's objects, unpickled from the shipped blob."""
-import os as _os
+import numpy as np
 
-import cloudpickle as _cloudpickle
-
-with open(_os.path.join(_os.path.dirname(__file__), "submission.pkl"), "rb") as _f:
-    _objects = _cloudpickle.load(_f)
-for _name, _obj in _objects.items():
-    if isinstance(_obj, type) or callable(_obj) and hasattr(_obj, "__qualname__"):
-        try:
-            _obj.__module__ = __name__
-            _obj.__qualname__ = _name
-        except (AttributeError, TypeError):
-            pass
-    globals()[_name] = _obj
-'''
+from autograder.engine.context import Context, LearnerRaised, NotAttempted
+from autograder.engine.protocol import ChildChannel
+from autograder.engine.ship import LEARNER_MODULE
 
 
 def _describe(error: BaseException) -> dict:
@@ -39,15 +27,14 @@ def _describe(error: BaseException) -> dict:
             "traceback": "".join(traceback.format_exception(error)[-8:])[-4000:]}
 
 
-def _resolve(dotted: str):
+def resolve(dotted: str):
+    """The function named `"package.module:function"`, its module imported if need be."""
     module, _, attr = dotted.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
 def main(argv: list[str]) -> int:
     jobdir, events_fd, control_fd = Path(argv[0]), int(argv[1]), int(argv[2])
-    from autograder.engine.protocol import ChildChannel
-
     channel = ChildChannel(events_fd, control_fd)
     job = json.loads((jobdir / "job.json").read_text())
     sys.path.insert(0, str(jobdir))
@@ -58,8 +45,6 @@ def main(argv: list[str]) -> int:
     except BaseException as e:  # a submission that cannot even be loaded fails every check
         channel.send(type="load_failed", error=_describe(e))
         return 0
-    from autograder.engine.context import Context, LearnerRaised, NotAttempted
-
     channel.send(type="ready", pid=os.getpid())
     for check in job["checks"]:
         name = check["name"]
@@ -68,11 +53,9 @@ def main(argv: list[str]) -> int:
         channel.send(type="start", check=name)
         ctx = Context(channel, name, check["fixtures"], workdir)
         try:
-            act = _resolve(check["act"])
+            act = resolve(check["act"])
             data = act(ctx, submission) or {}
             if ctx.arrays:
-                import numpy as np
-
                 np.savez(jobdir / "results" / f"{name}.npz", **ctx.arrays)
             channel.send(type="done", check=name, data=data, arrays=sorted(ctx.arrays))
         except NotAttempted as e:

@@ -24,6 +24,7 @@ import numpy as np
 
 from autograder.engine import observe
 from autograder.engine.limits import Limits, apply_in_child
+from autograder.engine.ship import LEARNER_MODULE, LEARNER_MODULE_SOURCE, ShipError, ship
 from autograder.engine.spec import (
     ERROR,
     FAILED,
@@ -35,7 +36,7 @@ from autograder.engine.spec import (
     Fail,
     Verdict,
 )
-from autograder.engine.zygote import Zygote
+from autograder.engine.zygote import CHECK_CHILD, Zygote
 
 STARTUP_TIMEOUT_S = 90.0  # importing torch in a fresh process takes seconds on a busy laptop
 POLL_S = 0.02
@@ -106,53 +107,6 @@ class Trace:
         return self.growth_mib(first, last) - max(0.0, file_growth)
 
 
-class ShipError(Exception):
-    """The learner's objects could not be sent to a fresh process."""
-
-
-def ship(submission: dict[str, Any], dest: Path) -> None:
-    """Write the learner's objects to `dest` with cloudpickle, by value where they are local.
-
-    Objects from modules the learner wrote (a notebook, a file in the working folder) travel by
-    value, so the child needs none of the learner's files; library objects travel by reference.
-    """
-    import cloudpickle
-
-    local = set()
-    for obj in submission.values():
-        module = sys.modules.get(getattr(obj, "__module__", None) or "")
-        path = getattr(module, "__file__", None) or ""
-        if module is not None and module.__name__ != "__main__" and _is_learner_file(path):
-            local.add(module)
-    for module in local:
-        cloudpickle.register_pickle_by_value(module)
-    try:
-        blob = cloudpickle.dumps(submission)
-    except Exception as e:
-        raise ShipError(
-            f"could not be sent to a fresh Python process ({type(e).__name__}: {e}). This "
-            "usually means it holds an open file or a live connection, for example an "
-            "h5py.File or lmdb.Environment opened outside its methods; open such things "
-            "inside the methods instead.") from None
-    finally:
-        for module in local:
-            cloudpickle.unregister_pickle_by_value(module)
-    dest.write_bytes(blob)
-
-
-def _is_learner_file(path: str) -> bool:
-    """True for a module the learner wrote: not installed, not part of the course's packages."""
-    if not path:
-        return False
-    real = os.path.realpath(path)
-    for base in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
-        if real.startswith(os.path.realpath(base) + os.sep):
-            return False
-    repo = Path(__file__).resolve().parents[2]
-    return not any(real.startswith(str(repo / package) + os.sep)
-                   for package in ("autograder", "memcourse"))
-
-
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     # Fewer malloc arenas and threads keep the address space small and timings steady.
@@ -187,14 +141,17 @@ class _Child:
         command = [sys.executable, "-m", "autograder.engine.child", str(self.jobdir), str(ev_w),
                    str(ctl_r)]
         env = child_env()
-        zygote = Zygote.get(env, self.wrap)
+        # The modules of the checks' acts, imported in the zygote so the child finds them there.
+        acts = tuple(dict.fromkeys(c.act.__module__ for c in self.checks))
+        zygote = Zygote.get(env, self.wrap, preload=acts)
         proc = None
         try:
             if zygote is not None:  # a warm fork: no 3 s of importing torch again
                 try:
-                    proc = zygote.spawn(str(self.jobdir), ev_w, ctl_r,
-                                        str(self.jobdir / "work"), env, asdict(self.limits),
-                                        str(self.output))
+                    proc = zygote.spawn_target(CHECK_CHILD, [str(self.jobdir)],
+                                               str(self.jobdir / "work"), env,
+                                               asdict(self.limits), str(self.output),
+                                               fds=[ev_w, ctl_r])
                 except (OSError, RuntimeError):
                     proc = None  # the zygote is gone: start a fresh interpreter instead
             if proc is None:
@@ -450,8 +407,6 @@ def run_checks(exercise: Exercise, submission: dict[str, Any] | None, checks: li
                 return [_verdict(c, Trace(c.name, outcome="ship_failed",
                                           error={"message": str(e)}), limits, exercise)
                         for c in checks]
-        from autograder.engine.child import LEARNER_MODULE, LEARNER_MODULE_SOURCE
-
         (jobdir / f"{LEARNER_MODULE}.py").write_text(LEARNER_MODULE_SOURCE)
         (jobdir / "names.json").write_text(json.dumps(names))
         needed = sorted({f for c in checks for f in c.fixtures})
@@ -501,9 +456,8 @@ def _limit_message(trace: Trace, limits: Limits, check: Check) -> str:
 def _verdict(check: Check, trace: Trace, limits: Limits, exercise: Exercise) -> Verdict:
     def verdict(status: str, message: str) -> Verdict:
         points = check.points if status == PASSED else 0.0
-        return Verdict(check=check.name, status=status, points=points, max_points=check.points,
-                       message=message, verifies=check.verifies, hidden=check.hidden,
-                       hint=check.hint, details={"wall_s": round(trace.wall_s, 3)})
+        return Verdict.from_check(check, status, points, message,
+                                  details={"wall_s": round(trace.wall_s, 3)})
 
     subject = " / ".join(exercise.subjects)
     if trace.outcome == "ship_failed":

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Statuses a check can end in; the same words appear in the grader's results.json.
@@ -82,8 +82,37 @@ class Verdict:
     def passed(self) -> bool:
         return self.status == PASSED
 
+    @classmethod
+    def from_check(cls, check: Check, status: str, points: float, message: str,
+                   details: dict[str, Any] | None = None) -> Verdict:
+        """The verdict on `check`: its name, maximum points, sentence, visibility and hint."""
+        return cls(check=check.name, status=status, points=points, max_points=check.points,
+                   message=message, verifies=check.verifies, hidden=check.hidden,
+                   hint=check.hint, details={} if details is None else details)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for results files."""
-        return {"check": self.check, "status": self.status, "points": self.points,
-                "max_points": self.max_points, "message": self.message, "hidden": self.hidden,
-                "details": self.details}
+        """Plain data for results files: every field, so `from_dict` gives the verdict back."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        """The verdict `to_dict` wrote; optional fields missing from `data` take defaults."""
+        return cls(**data)
+
+
+def overall_status(statuses: Iterable[str]) -> str:
+    """The status of several verdicts together (a test cell, a call): passed only if all passed.
+
+    All not attempted stays not attempted; otherwise the worst present wins, an error of the
+    checker first, then a limit, then a failure (also for mixed passed / not attempted, and for
+    no verdicts at all).
+    """
+    found = set(statuses)
+    if found == {PASSED}:
+        return PASSED
+    if found == {NOT_ATTEMPTED}:
+        return NOT_ATTEMPTED
+    for status in (ERROR, LIMIT_EXCEEDED, FAILED):
+        if status in found:
+            return status
+    return FAILED

@@ -1,18 +1,23 @@
-"""A warm Python process that forks check children, so each starts in milliseconds.
+"""A warm Python process that forks children on request, so each starts in milliseconds.
 
 A fresh child spends about 3 s importing torch before it can run a learner's code; a notebook
 cell that checks one exercise, and the test suite that checks hundreds of implementations, pay
 that again and again. The zygote imports everything once and forks a child per request; the
-child sets its own session, resource limits and output file, then runs `child.main` exactly as
-`python -m autograder.engine.child` would.
+child sets its own session, resource limits and output file, then calls the request's target,
+a function named `"package.module:function"` that takes the request's arguments and returns an
+exit status: for a check, `CHECK_CHILD` runs exactly as `python -m autograder.engine.child` would.
 
-`ZygoteProcess` looks like `subprocess.Popen` to the runner (pid, poll, wait, returncode, kill).
-Set MEMCOURSE_ZYGOTE=0 to start every child as a new interpreter instead.
+The zygote knows nothing above the engine: its client names the modules to import beforehand
+(`Zygote.get(..., preload=...)`). `ZygoteProcess` looks like `subprocess.Popen` to the runner
+(pid, poll, wait, returncode, kill). Set MEMCOURSE_ZYGOTE=0 to start every child as a new
+interpreter instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import array
+import importlib
 import json
 import os
 import select
@@ -22,47 +27,63 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Iterable
 from pathlib import Path
+
+from autograder.engine import child  # what a check child runs: imported here, it forks warm
+from autograder.engine.limits import Limits, apply_in_child
+
+CHECK_CHILD = "autograder.engine.child:main"  # args: jobdir; then the two passed descriptors
+
+# Third-party modules the children need (the check child and the grader's program), each
+# imported if it is installed; the engine's own modules come with `child` above. Nothing here
+# may start a thread: fork must stay safe.
+_WARM = ("cloudpickle", "numpy", "h5py", "torch", "torch.utils.data",
+         "IPython.core.interactiveshell", "nbformat")
 
 
 def _warm_imports() -> None:
-    """Import what children need, but run nothing that starts threads (fork must stay safe)."""
-    import cloudpickle  # noqa: F401
-    import numpy  # noqa: F401
+    """Import the third-party modules children need, skipping any that is not installed."""
+    for name in _WARM:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
-    try:
-        import h5py  # noqa: F401
-        import torch  # noqa: F401
-        import torch.utils.data  # noqa: F401
-    except ImportError:
-        pass
-    import autograder.engine.child  # noqa: F401
-    import autograder.engine.context  # noqa: F401
-    import autograder.exercises
 
-    autograder.exercises.all_exercises()
-    try:  # what the grader's program runner needs as well
-        import IPython.core.interactiveshell  # noqa: F401
-        import nbformat  # noqa: F401
-    except ImportError:
-        pass
+def _preload(entries: Iterable[str], done: set[str]) -> None:
+    """Import each `"module"`, or import `"module:function"` and call `function()`, once.
+
+    A failure is reported on stderr and skipped: a child that needs the module imports it itself.
+    """
+    for entry in entries:
+        if entry in done:
+            continue
+        done.add(entry)
+        try:
+            if ":" in entry:
+                child.resolve(entry)()
+            else:
+                importlib.import_module(entry)
+        except Exception:
+            print(f"memcourse zygote: could not preload {entry}:", file=sys.stderr)
+            traceback.print_exc()
+            sys.stderr.flush()
 
 
 def _run_target(request: dict, fds: list[int]) -> int:
-    """In a forked child: run what the request names with the arguments it gives."""
-    if request.get("target") == "program":
-        from autograder.grading.program import main as program_main
-
-        return program_main(request["args"])
-    from autograder.engine.child import main as child_main
-
-    return child_main([request["jobdir"], str(fds[0]), str(fds[1])])
+    """In a forked child: call the request's target with its arguments, then the numbers of
+    the descriptors passed with it."""
+    return child.resolve(request["target"])([*request["args"], *map(str, fds)])
 
 
-def _serve(path: str) -> None:
-    """Accept one client; fork a child per request; report each child's exit."""
-    from autograder.engine.limits import Limits, apply_in_child
+def _serve(path: str, warmed: set[str]) -> None:
+    """Accept one client; fork a child per request; report each child's exit.
 
+    A request may name more modules to preload (`warmed` holds those done); the zygote imports
+    them before it forks, so later children start warm.
+    """
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(1)
@@ -85,10 +106,11 @@ def _serve(path: str) -> None:
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
+                _preload(request.get("preload", ()), warmed)
                 passed = list(fds)
                 fds = array.array("i")
                 pid = os.fork()
-                if pid == 0:  # the child: a check process or the grader's program
+                if pid == 0:  # the child: a check process, or what else the client asked for
                     code = 1
                     try:
                         conn.close()
@@ -104,8 +126,6 @@ def _serve(path: str) -> None:
                         os.chdir(request["cwd"])
                         code = _run_target(request, passed)
                     except BaseException:
-                        import traceback
-
                         traceback.print_exc()
                     finally:
                         sys.stdout.flush()
@@ -132,10 +152,14 @@ class Zygote:
 
     _instances: dict[tuple, Zygote] = {}
 
-    def __init__(self, env: dict[str, str], wrap=None):
+    def __init__(self, env: dict[str, str], wrap=None, preload: tuple[str, ...] = ()):
         self._dir = tempfile.mkdtemp(prefix="mc-zygote-")
         path = os.path.join(self._dir, "sock")
         command = [sys.executable, "-m", "autograder.engine.zygote", path]
+        if preload:
+            command += ["--preload", ",".join(preload)]
+        self.preload = list(preload)  # what it imports; more go with the next request
+        self._unsent: list[str] = []
         if wrap is not None:
             # A sandboxed zygote: its children inherit the sandbox. Every job folder is made
             # under the temporary folder, which the sandbox must therefore let it write.
@@ -161,19 +185,30 @@ class Zygote:
         return self._conn
 
     @classmethod
-    def get(cls, env: dict[str, str], wrap=None) -> Zygote | None:
+    def get(cls, env: dict[str, str], wrap=None, preload: tuple[str, ...] = ()
+            ) -> Zygote | None:
         """The zygote for this wrapper (None: unwrapped), or None where forking is unavailable
-        or disabled; one is started per wrapper, temporary folder and process."""
+        or disabled; one is started per wrapper, temporary folder and process.
+
+        `preload` names what the children will need: `"module"` is imported in the zygote,
+        `"module:function"` imported and `function()` called. A zygote already running imports
+        the entries it lacks before its next fork.
+        """
         if os.environ.get("MEMCOURSE_ZYGOTE", "1") == "0" or not hasattr(os, "fork"):
             return None
         key = (wrap, tempfile.gettempdir(), os.getpid())
         inst = cls._instances.get(key)
         if inst is None or inst.proc.poll() is not None:
             try:
-                inst = cls._instances[key] = cls(env, wrap)
+                inst = cls._instances[key] = cls(env, wrap, tuple(preload))
             except (OSError, RuntimeError):
                 cls._instances.pop(key, None)
                 return None
+        else:
+            for entry in preload:
+                if entry not in inst.preload:
+                    inst.preload.append(entry)
+                    inst._unsent.append(entry)
         return inst
 
     def _messages(self, timeout: float) -> list[dict]:
@@ -192,24 +227,21 @@ class Zygote:
                 self.exits[message["exit"]] = message["code"]
         return out
 
-    def spawn(self, jobdir: str, events_fd: int, control_fd: int, cwd: str, env: dict,
-              limits: dict, output: str) -> ZygoteProcess:
-        """Fork a check child (autograder.engine.child) talking over the two descriptors."""
-        request = {"jobdir": jobdir, "cwd": cwd, "env": env, "limits": limits,
-                   "output": output}
-        return self._fork(request, [events_fd, control_fd])
-
-    def spawn_program(self, args: list[str], cwd: str, env: dict, limits: dict,
-                      output: str) -> ZygoteProcess:
-        """Fork the grader's program runner (autograder.grading.program) with `args`."""
-        request = {"target": "program", "args": args, "cwd": cwd, "env": env,
+    def spawn_target(self, target: str, args: list[str], cwd: str, env: dict, limits: dict,
+                     output: str, fds: list[int] = ()) -> ZygoteProcess:
+        """Fork a child that calls `target` ("package.module:function") and exits with what it
+        returns. It gets `args`, then the numbers the descriptors `fds` have in it (passed over
+        the socket), as strings; it runs in `cwd` with exactly `env`, under `limits` (a
+        `Limits` as a dict), its stdin empty and its stdout and stderr appended to `output`."""
+        request = {"target": target, "args": list(args), "cwd": cwd, "env": env,
                    "limits": limits, "output": output}
-        return self._fork(request, [])
-
-    def _fork(self, request: dict, fds: list[int]) -> ZygoteProcess:
+        if self._unsent:
+            request["preload"] = self._unsent
         payload = json.dumps(request).encode() + b"\n"
+        fds = list(fds)
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         self.conn.sendmsg([payload], ancillary)
+        self._unsent = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             for message in self._messages(0.5):
@@ -251,9 +283,20 @@ class ZygoteProcess:
             pass
 
 
-if __name__ == "__main__":
+def _main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m autograder.engine.zygote")
+    parser.add_argument("socket", help="the Unix socket to serve on")
+    parser.add_argument("--preload", default="",
+                        help="comma-separated modules to import, or module:function to call")
+    options = parser.parse_args(argv)
     _warm_imports()
+    warmed: set[str] = set()
+    _preload([e for e in options.preload.split(",") if e], warmed)
     try:
-        _serve(sys.argv[1])
+        _serve(options.socket, warmed)
     finally:
-        Path(sys.argv[1]).unlink(missing_ok=True)
+        Path(options.socket).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -2,7 +2,7 @@
 
 Contract (keep these names; other material depends on them): `HDF5Dataset(h5_path,
 transform=None)` over a file holding `images` (N, 3, H, W) uint8 and `labels` (N,) int64;
-`ds[i]` follows the course's Dataset contract (see dataset_contract.py), the transform included
+`ds[i]` follows the course's Dataset contract (see _dataset_contract.py), the transform included
 (called once per item, on the float32 image); it never reads all images into memory; it holds
 no open file handle after `__init__` (it opens lazily, once per process, and reuses the
 handle); it stays picklable after use in the parent; it works with `DataLoader(num_workers=2)`
@@ -20,11 +20,11 @@ import pickle
 import h5py
 import numpy as np
 
-from autograder.engine import fixtures
+from autograder.engine.check_report import run_exercise
 from autograder.engine.context import LearnerRaised, NotAttempted
-from autograder.engine.feedback import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
-from autograder.exercises import dataset_contract as contract
+from autograder.exercises import _dataset_contract as contract
+from autograder.exercises import _fixtures as fixtures
 
 SUBJECT = "HDF5Dataset"
 SMALL = "small_h5"

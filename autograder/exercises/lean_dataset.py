@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from autograder.engine import fixtures
-from autograder.engine.feedback import run_exercise
+from autograder.engine.check_report import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
-from autograder.exercises import dataset_contract as contract
+from autograder.exercises import _dataset_contract as contract
+from autograder.exercises import _fixtures as fixtures
 
 SUBJECT = "LeanDataset"
 SMALL = "lean_small"

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from autograder.engine import fixtures
+from autograder.engine.check_report import run_exercise
 from autograder.engine.context import NotAttempted
-from autograder.engine.feedback import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
-from autograder.exercises import dataset_contract as contract
+from autograder.exercises import _dataset_contract as contract
+from autograder.exercises import _fixtures as fixtures
 from memcourse.formats import LMDB_LABELS_KEY, LMDB_META_KEY, lmdb_key, write_lmdb
 from memcourse.images import iter_blocks
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from autograder.engine import fixtures
-from autograder.engine.feedback import run_exercise
+from autograder.engine.check_report import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
+from autograder.exercises import _fixtures as fixtures
 
 SUBJECT = "precompute"
 SMALL = "small_h5"  # values, dtype, shape, labels, layout

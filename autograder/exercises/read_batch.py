@@ -12,9 +12,9 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from autograder.engine import fixtures
-from autograder.engine.feedback import run_exercise
+from autograder.engine.check_report import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
+from autograder.exercises import _fixtures as fixtures
 
 SUBJECT = "read_batch"
 SMALL, BIG = "small_h5", "big_h5"

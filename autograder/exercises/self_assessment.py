@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any
 
-from autograder.engine.feedback import run_exercise
+from autograder.engine.check_report import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
 
 SUBJECT = "answer"
@@ -162,13 +162,9 @@ def _normalise(q: Question, data: dict) -> Any:
     return "".join(sorted(set(letters)))
 
 
-def judge_form(trace) -> None:
-    _normalise(_question(trace.check), trace.data)
-
-
-def judge_answer(trace) -> None:
-    q = _question(trace.check)
-    given = _normalise(q, trace.data)
+def _judge(q: Question, data: dict) -> None:
+    """Raise Fail, with the feedback for its misconception, unless `data` is the right answer."""
+    given = _normalise(q, data)
     if q.kind == "number":
         if math.isclose(given, q.answer, rel_tol=1e-9, abs_tol=1e-9):
             return
@@ -183,6 +179,29 @@ def judge_answer(trace) -> None:
     if given != q.answer:
         raise Fail(f"{q.variable} = {given!r} is not the best answer. "
                    + q.feedback.get(given, q.otherwise))
+
+
+def judge_form(trace) -> None:
+    _normalise(_question(trace.check), trace.data)
+
+
+def judge_answer(trace) -> None:
+    _judge(_question(trace.check), trace.data)
+
+
+# ----------------------------------------------------------------------------- for the quiz widget
+
+
+def normalise_answer(question: Question, value: Any) -> Any:
+    """`value`, as a notebook variable holds it, in the form the checks read: a letter, a
+    sorted string of letters or a float; raises Fail, with the form check's message, otherwise.
+    """
+    return _normalise(question, _plain(value))
+
+
+def judge(question: Question, value: Any) -> None:
+    """Raise Fail, with the hidden check's feedback, unless `value` answers `question` right."""
+    _judge(question, _plain(value))
 
 
 def _checks() -> list[Check]:

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from autograder.engine.feedback import run_exercise
+from autograder.engine.check_report import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
 
 SUBJECT = "tree_pss_mib"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from autograder.engine import fixtures
-from autograder.engine.feedback import run_exercise
+from autograder.engine.check_report import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
+from autograder.exercises import _fixtures as fixtures
 
 SUBJECT = "write_for_random_access"
 MID = "mid_h5"  # values: small enough to send every pixel back to the parent

@@ -46,7 +46,7 @@ import nbformat
 from nbformat.corpus.words import generate_corpus_id
 from nbformat.validator import get_validator, normalize
 
-from autograder.build import KERNELSPEC
+from autograder.grading.build import KERNELSPEC
 
 CELL_TYPES = ("code", "markdown", "raw")
 OUTPUT_TYPES = ("execute_result", "display_data", "stream", "error")

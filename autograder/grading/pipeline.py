@@ -9,7 +9,14 @@
 3. One thread of this process, the only gradebook writer, autogrades each submission with
    nbgrader as soon as all its notebooks are prepared (`UsePreparedRun` stands in for
    execution): with several candidate files for one notebook, each is scored and the best kept.
-4. Write grades.csv, results.json, report.md and feedback/ (`results`).
+4. Write grades.csv, results.json, report.md and feedback/ (`report`).
+
+What crosses each process boundary is typed (`handoffs`): a `Job` to each worker, a `Prepared`
+back, a `Record` per (student, assignment). The notebook exists as: the learner's file (never
+touched), the reconciled candidate (`grading/work/candidates/`, the one copy every later step
+reads), the worker's sanitized copy in its run folder (nbgrader's chain rewrites it, and the
+kernel runs in that folder), and the executed notebook the kernel leaves;
+nbgrader's autograde copies the candidate into `submitted/` as its own layout requires.
 """
 
 from __future__ import annotations
@@ -21,34 +28,28 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from tqdm.auto import tqdm
 
-from autograder import build, course
-from autograder.engine.limits import Limits
-from autograder.grading import intake, reconcile
+from autograder import course
+from autograder.exercises import all_exercises
+from autograder.grading import build, intake, reconcile, report
+from autograder.grading.gradebook import GradebookWriter, error_record
+from autograder.grading.handoffs import Job, Record
 from autograder.grading.inputs import Submission, Unmatched, find_submissions, match_name
+from autograder.grading.settings import GradingSettings
+from memcourse import data
 from memcourse.errors import CourseError
 
 
 class GradingError(CourseError):
     """The batch itself could not run (not one submission's problem)."""
-
-
-@dataclass
-class Settings:
-    """Limits and time budgets for one grading run."""
-
-    jobs: int = os.cpu_count() or 1
-    cell_timeout_s: float = 120.0
-    notebook_timeout_s: float = 900.0
-    kernel_limits: Limits = Limits(memory_mib=3072, address_space_mib=8192, cpu_s=1200,
-                                   file_size_mib=1024)
-    check_limits: Limits = Limits()
 
 
 # Canvas's bulk download names each file <lastfirst>_[LATE_]<userid>_<submissionid>_<file>,
@@ -138,9 +139,6 @@ def _collect_zip(zip_path: Path, root: Path, staging: Path,
 
 def _prepare_course(root: Path, staging: Path, assignments: list[str]) -> build.StagedCourse:
     """Stage the assignments' release for grading and make every dataset and fixture exist."""
-    from autograder.exercises import all_exercises
-    from memcourse import data
-
     staged = build.stage_release(root, staging, assignments)
     os.environ.setdefault("MEMCOURSE_DATA", str(data.data_dir()))
     data.ensure_dataset("tiny", progress=False)
@@ -242,17 +240,13 @@ def _note_attempts(sub: Submission, attempts: list[Attempt]) -> None:
 
 def grade(submissions: Path, out: Path, jobs: int | None = None,
           assignment: str | None = None, force: bool = False, root: Path | None = None,
-          settings: Settings | None = None, progress: bool = True) -> list[dict]:
+          settings: GradingSettings | None = None, progress: bool = True) -> list[dict]:
     """Grade every submission under `submissions` (a folder or a .zip); write results to `out`.
 
-    Returns the result records. Raises GradingError only when the batch cannot run at all.
+    `settings` default to what the course's nbgrader_config.py says (`GradingSettings`);
+    `jobs` overrides theirs. Returns the records as results.json holds them. Raises
+    GradingError only when the batch cannot run at all.
     """
-    from tqdm.auto import tqdm
-
-    from autograder.grading import results as results_mod
-
-    settings = settings or Settings()
-    jobs = jobs or settings.jobs
     root = Path(root or course.repo_root()).resolve()
     out = Path(out).resolve()
     submissions = Path(submissions).resolve()
@@ -263,6 +257,7 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
         raise GradingError(f"Unknown assignment {assignment!r}; the course has "
                            f"{', '.join(available)}.")
     chosen = [assignment] if assignment else available
+    settings = GradingSettings.for_course(root, base=settings, jobs=jobs)
     api = course.api(root)
     grading_root = Path(api.coursedir.submitted_directory)
     grading_root = (root / grading_root) if not grading_root.is_absolute() else grading_root
@@ -291,13 +286,14 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     records_dir = work / "records"
     records_dir.mkdir(exist_ok=True)
     todo: list[tuple[Submission, list[Attempt]]] = []
-    records = {}
+    records: dict[str, Record] = {}
+    fingerprints: dict[str, str] = {}  # what each record graded: a rerun skips it if unchanged
     for sub in found:
         record_path = records_dir / f"{sub.student}__{sub.assignment}.json"
-        fingerprint = sub.fingerprint()
+        fingerprint = fingerprints[sub.key] = sub.fingerprint()
         if not force and record_path.exists():
-            old = json.loads(record_path.read_text())
-            if old.get("fingerprint") == fingerprint and old.get("status") != "error":
+            old = Record.from_json(json.loads(record_path.read_text()))
+            if old.fingerprint == fingerprint and old.status != "error":
                 records[sub.key] = old
                 continue
         attempts = []
@@ -309,7 +305,7 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
         if sub.status == "ok":
             todo.append((sub, attempts))
         else:
-            records[sub.key] = results_mod.unsubmitted_record(sub, fingerprint)
+            records[sub.key] = Record.of(sub, sub.status, fingerprint)
 
     snapshot = work / "gradebook-snapshot.db"
     db_path = Path(api.coursedir.db_url.replace("sqlite:///", ""))
@@ -323,25 +319,21 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
         name = f"{sub.student}__{sub.assignment}__{attempt.notebook}__{attempt.index}"
         outdir = prepared_root / sub.student / sub.assignment / f"{attempt.notebook}~" \
             f"{attempt.index}"
-        job = {
-            "student": sub.student, "assignment": sub.assignment, "notebook": attempt.notebook,
-            "submitted_notebook": str(attempt.staged),
-            "submission_dir": str(attempt.staged.parent),
-            "release_notebook": str(staged.release_notebook(sub.assignment, attempt.notebook)),
-            "db_url": f"sqlite:///{snapshot}",
-            "workdir": str(work / "run" / sub.student / sub.assignment / f"{attempt.notebook}~"
-                           f"{attempt.index}"),
-            "outdir": str(outdir),
-            "scratch": str(work / "scratch" / sub.student / f"{sub.assignment}~"
-                           f"{attempt.notebook}~{attempt.index}"),
-            "hide": hide, "cell_timeout_s": settings.cell_timeout_s,
-            "notebook_timeout_s": settings.notebook_timeout_s,
-            "kernel_limits": asdict(settings.kernel_limits),
-            "check_limits": asdict(settings.check_limits),
-        }
+        job = Job(
+            student=sub.student, assignment=sub.assignment, notebook=attempt.notebook,
+            submitted_notebook=str(attempt.staged), submission_dir=str(attempt.staged.parent),
+            release_notebook=str(staged.release_notebook(sub.assignment, attempt.notebook)),
+            course_root=str(root), db_url=f"sqlite:///{snapshot}",
+            workdir=str(work / "run" / sub.student / sub.assignment / f"{attempt.notebook}~"
+                        f"{attempt.index}"),
+            outdir=str(outdir),
+            scratch=str(work / "scratch" / sub.student / f"{sub.assignment}~"
+                        f"{attempt.notebook}~{attempt.index}"),
+            hide=hide, cell_timeout_s=settings.cell_timeout_s,
+            notebook_timeout_s=settings.notebook_timeout_s,
+            kernel_limits=settings.kernel_limits, check_limits=settings.check_limits)
         job_path = work / "jobs" / f"{name}.json"
-        job_path.parent.mkdir(parents=True, exist_ok=True)
-        job_path.write_text(json.dumps(job))
+        job.write(job_path)
         log = work / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as f:
@@ -353,16 +345,13 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
                 pass
         return sub, attempt
 
-    import warnings
-
     # nbgrader 0.9.6 with SQLAlchemy 2.1 warns on every autograde; harmless (toolchain probe).
     warnings.filterwarnings("ignore", message=".*not in session.*")
-    writer = results_mod.GradebookWriter(root, prepared_root, grading_root,
-                                         extra=staged.nbgrader_config())
+    writer = GradebookWriter(root, prepared_root, grading_root, extra=staged.nbgrader_config())
     started = time.monotonic()
     waiting = {sub.key: sum(a.run and a.staged is not None for a in attempts)
                for sub, attempts in todo}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=settings.workers) as pool:
         futures = [pool.submit(prepare, sub, a) for sub, attempts in todo for a in attempts
                    if a.run and a.staged is not None]
         bar = tqdm(total=len(todo), desc="grading", unit="submission", disable=not progress)
@@ -371,11 +360,10 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
             try:
                 records[sub.key] = writer.autograde(sub, attempts)
             except Exception as e:  # one submission nbgrader cannot score must not stop the rest
-                records[sub.key] = results_mod.error_record(
-                    sub, "scoring it in nbgrader", e)
-            records[sub.key]["fingerprint"] = sub.fingerprint()
+                records[sub.key] = error_record(sub, "scoring it in nbgrader", e)
+            records[sub.key].fingerprint = fingerprints[sub.key]
             (records_dir / f"{sub.student}__{sub.assignment}.json").write_text(
-                json.dumps(records[sub.key], indent=1))
+                json.dumps(records[sub.key].to_json(), indent=1))
             bar.update(1)
 
         by_key = {sub.key: (sub, attempts) for sub, attempts in todo}
@@ -393,6 +381,6 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
         bar.close()
     ordered = [records[s.key] for s in found if s.key in records]
     ordered = writer.refresh_scores(ordered)
-    results_mod.write_outputs(out, ordered, writer, elapsed=time.monotonic() - started,
-                              unmatched=unmatched)
-    return ordered
+    report.write_outputs(out, ordered, writer.feedback_root, elapsed=time.monotonic() - started,
+                         unmatched=unmatched)
+    return [r.to_json() for r in ordered]

@@ -12,15 +12,16 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import nbformat
 from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
-from traitlets import Unicode
+from traitlets import Dict
 
-from autograder.grading.program import check_calls, role
+from autograder.cells import TEST, check_calls, role
+from autograder.engine.check_report import Report
+from autograder.engine.spec import NOT_ATTEMPTED, Verdict
+from autograder.exercises import all_exercises
+from autograder.grading.handoffs import Prepared
 
 KEPT_CELL_METADATA = ("nbgrader", "deletable", "editable")
 
@@ -37,21 +38,16 @@ class RestoreSubmission(NbGraderPreprocessor):
         return nb, resources
 
 
-def verdict_outputs(calls: list[dict], max_points: float) -> tuple[list[NotebookNode], float,
-                                                                    list[dict]]:
+def verdict_outputs(calls: list[dict], max_points: float) -> list[NotebookNode]:
     """The outputs that show a cell's verdicts and make nbgrader give exactly their score."""
-    from autograder.engine.feedback import Report
-    from autograder.engine.spec import NOT_ATTEMPTED, Verdict
-    from autograder.exercises import all_exercises
-
     exercises = all_exercises()
-    verdicts = [Verdict(**v) for call in calls for v in call["verdicts"]]
+    verdicts = [Verdict.from_dict(v) for call in calls for v in call["verdicts"]]
     outputs = []
     for call in calls:
         exercise = exercises.get(call["function"])
         if exercise is None or not call["verdicts"]:
             continue
-        report = Report(exercise, [Verdict(**v) for v in call["verdicts"]])
+        report = Report(exercise, [Verdict.from_dict(v) for v in call["verdicts"]])
         outputs.append(NotebookNode(output_type="display_data", metadata={}, data={
             "text/html": report._repr_html_(), "text/plain": str(report)}))
     score = round(sum(v.points for v in verdicts), 6)
@@ -72,53 +68,45 @@ def verdict_outputs(calls: list[dict], max_points: float) -> tuple[list[Notebook
     else:
         outputs.append(NotebookNode(output_type="execute_result", execution_count=None,
                                     metadata={}, data={"text/plain": f"{score:g}"}))
-    return outputs, score, [v.to_dict() for v in verdicts]
+    return outputs
 
 
 class UsePreparedRun(NbGraderPreprocessor):
     """Instead of executing, take outputs from the worker's sandboxed run and verdicts."""
 
-    prepared_root = Unicode("", help="Folder holding <student>/<assignment>/<notebook>/"
-                                     "prepared.json and executed.ipynb").tag(config=True)
+    prepared = Dict(help="Notebook name -> the worker's `Prepared` result as JSON (with its "
+                         "`folder`), or None where the worker wrote none; set by the gradebook "
+                         "writer before each autograde.").tag(config=True)
 
     def preprocess(self, nb, resources):
-        info = resources["nbgrader"]
-        folder = Path(self.prepared_root) / info["student"] / info["assignment"] / \
-            info["notebook"]
-        try:
-            prepared = json.loads((folder / "prepared.json").read_text())
-        except (OSError, ValueError):
-            prepared = {"status": "missing", "problems": [
+        data = self.prepared.get(resources["nbgrader"]["notebook"])
+        prepared = Prepared.from_json(data) if data else Prepared(
+            resources["nbgrader"]["student"], resources["nbgrader"]["assignment"],
+            resources["nbgrader"]["notebook"], status="missing", problems=[
                 "the grading worker stopped before preparing this notebook (its log is under "
-                "grading/work/logs/)"]}
-        executed = None
-        if (folder / "executed.ipynb").exists():
-            executed = nbformat.read(folder / "executed.ipynb", as_version=4)
+                "grading/work/logs/)"])
+        prepared.folder = (data or {}).get("folder", "")
+        executed = prepared.executed
+        executed = nbformat.read(executed, as_version=4) if executed is not None else None
         if executed is not None and len(executed.cells) == len(nb.cells):
             for cell, ran in zip(nb.cells, executed.cells, strict=True):
                 if cell.cell_type == "code" and ran.cell_type == "code":
                     cell.outputs = ran.outputs
                     cell.execution_count = ran.get("execution_count")
         calls_by_cell: dict[int, list[dict]] = {}
-        for call in prepared.get("calls", []):
+        for call in prepared.calls:
             calls_by_cell.setdefault(call["cell"], []).append(call)
-        cell_results = {}
         for index, cell in enumerate(nb.cells):
-            if role(cell) != "test" or not check_calls(cell.source):
+            if role(cell) != TEST or not check_calls(cell.source):
                 continue
             meta = cell.metadata["nbgrader"]
-            outputs, score, verdicts = verdict_outputs(calls_by_cell.get(index, []),
-                                                       float(meta.get("points", 0)))
-            if prepared.get("status") != "prepared":
+            outputs = verdict_outputs(calls_by_cell.get(index, []), float(meta.get("points", 0)))
+            if prepared.status != "prepared":
                 outputs = [NotebookNode(output_type="error", ename="NotGraded",
-                                        evalue="; ".join(prepared.get("problems", [])),
+                                        evalue="; ".join(prepared.problems),
                                         traceback=["NotGraded: the submission could not be "
                                                    "prepared for grading"])]
-                score = 0.0
             cell.outputs = outputs
-            cell_results[meta["grade_id"]] = {"score": score, "verdicts": verdicts}
-        if folder.is_dir():
-            (folder / "cells.json").write_text(json.dumps(cell_results, indent=1))
         return nb, resources
 
 

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 
 from nbformat import NotebookNode
 
+from autograder.cells import grade_id, without_hidden_tests
+
 GRADING_KEYS = ("grade", "solution", "locked", "points", "task")
 # Code that turns off how errors are shown: nbgrader scores a test cell by its error output, so
 # a submission that replaces `showtraceback` passes every failing assert (nbgrader's own
@@ -47,15 +49,6 @@ GRADING_KEYS = ("grade", "solution", "locked", "points", "task")
 TRACEBACK_PATCH = re.compile(r"\b_?(showtraceback|showsyntaxerror)\s*=(?!=)"
                              r"|setattr\(.*(traceback|syntaxerror)"
                              r"|__dict__.*(traceback|syntaxerror)", flags=re.I)
-
-
-def grade_id(cell: NotebookNode) -> str | None:
-    """The cell's nbgrader `grade_id`, or None when it has no usable grading metadata."""
-    meta = cell.get("metadata", {}).get("nbgrader")
-    if not isinstance(meta, dict):
-        return None
-    gid = meta.get("grade_id")
-    return gid if isinstance(gid, str) and gid else None
 
 
 def _is_protected(meta: dict) -> bool:
@@ -178,7 +171,7 @@ def reconcile(submitted: NotebookNode, release: NotebookNode) -> Reconciled:
             others = [i for i in where if i != keep]
             # A copy that is still the instructor's cell goes; one the learner wrote into runs
             # as an ordinary cell, so none of the learner's lines is lost.
-            pure = [i for i in others if _same_source(_without_hidden_tests(nb.cells[i].source),
+            pure = [i for i in others if _same_source(_release_form(nb.cells[i].source),
                                                       rel_cell.source)
                     or _unchanged_since_release(nb.cells[i], nb.cells[i].metadata["nbgrader"])]
             remove.update(pure)
@@ -221,7 +214,7 @@ def reconcile(submitted: NotebookNode, release: NotebookNode) -> Reconciled:
             continue
         same = [i for i, c in enumerate(nb.cells) if grade_id(c) is None
                 and c.cell_type == rel_cell.cell_type
-                and _same_source(_without_hidden_tests(c.source), rel_cell.source)]
+                and _same_source(_release_form(c.source), rel_cell.source)]
         if same:
             near = [i for i in same if before < i < after]
             found = (near or same)[0]
@@ -263,7 +256,7 @@ def reconcile(submitted: NotebookNode, release: NotebookNode) -> Reconciled:
                 cell.metadata[key] = rel_cell.metadata[key]
             else:
                 cell.metadata.pop(key, None)
-        if _is_protected(rel_meta) and not _same_source(_without_hidden_tests(cell.source),
+        if _is_protected(rel_meta) and not _same_source(_release_form(cell.source),
                                                         rel_cell.source):
             if _unchanged_since_release(cell, meta):
                 # The cell is exactly as an earlier release had it: the instructor changed it
@@ -335,10 +328,9 @@ def _set_type(cell: NotebookNode, cell_type: str) -> None:
         cell.pop("execution_count", None)
 
 
-def _without_hidden_tests(source: str) -> str:
+def _release_form(source: str) -> str:
     """The source as the release shows it (a submission made from the solution keeps them)."""
-    return re.sub(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", "", source,
-                  flags=re.S).strip()
+    return without_hidden_tests(source).strip()
 
 
 def _find_answer(cells: list[NotebookNode], rel_cell: NotebookNode, before: int,

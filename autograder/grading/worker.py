@@ -12,75 +12,64 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
+import psutil
 from traitlets.config import Config
 
+from autograder import cells, course
+from autograder.engine import observe
 from autograder.engine.limits import Limits, apply_in_child
-from autograder.grading import program
+from autograder.engine.runner import child_env, run_checks
+from autograder.engine.spec import ERROR, FAILED, Verdict
+from autograder.engine.zygote import Zygote
+from autograder.exercises import all_exercises
+from autograder.grading import rerun_answers
+from autograder.grading.execute import (
+    KERNEL_NAME,
+    ResilientExecute,
+    install_kernelspec,
+    ipc_directory,
+)
+from autograder.grading.handoffs import EXECUTED_FILE, Job, Prepared, step_failure
 from autograder.grading.sandbox import Sandbox
+from autograder.grading.settings import SANITIZE_CHAIN, GradingSettings, grading_config
 
 MAX_PROGRAM_RESTARTS = 4
+# What the zygote imports once, so the graded program and every check process fork warm
+# (nbgrader.utils, for the cells' roles, alone takes about 2 s).
+ZYGOTE_PRELOAD = ("autograder.exercises:all_exercises", "autograder.grading.rerun_answers",
+                  "nbgrader.utils")
 
 
-def grading_config(job: dict) -> Config:
-    """nbgrader settings shared by the workers and the gradebook writer."""
-    c = Config()
-    c.OverwriteCells.add_missing_cells = True  # a deleted test cell comes back, worth its points
-    c.Execute.skip_cells_with_tag = "memcourse-instructor-skip"
-    c.ResilientExecute.timeout = job["cell_timeout_s"]
-    c.ResilientExecute.notebook_timeout = job["notebook_timeout_s"]
-    c.ResilientExecute.skip_cells_with_tag = "memcourse-instructor-skip"
-    return c
+def job_config(job: Job) -> Config:
+    """The course's nbgrader configuration with grading's settings over it."""
+    config = course.load_config(Path(job.course_root))
+    config.merge(grading_config(GradingSettings(cell_timeout_s=job.cell_timeout_s,
+                                                notebook_timeout_s=job.notebook_timeout_s)))
+    return config
 
 
-def sanitize(job: dict, source: Path, dest: Path) -> nbformat.NotebookNode:
+def sanitize(job: Job, config: Config, source: Path, dest: Path) -> nbformat.NotebookNode:
     """Run nbgrader's sanitizing preprocessors (and ours) on the submitted notebook.
 
     The notebook was reconciled with the release before it reached this worker (`reconcile`),
     so nbgrader finds one cell per grade id and restores sources and points as usual.
     """
-    from nbgrader.preprocessors import (
-        CheckCellMetadata,
-        ClearOutput,
-        DeduplicateIds,
-        OverwriteCells,
-        OverwriteKernelspec,
-    )
-
-    from autograder.grading.preprocessors import RestoreSubmission
-
     nb = nbformat.read(source, as_version=4)
-    resources = {"nbgrader": {"notebook": job["notebook"], "assignment": job["assignment"],
-                              "student": job["student"], "db_url": job["db_url"]},
+    resources = {"nbgrader": {"notebook": job.notebook, "assignment": job.assignment,
+                              "student": job.student, "db_url": job.db_url},
                  "metadata": {"path": str(dest.parent)}}
-    config = grading_config(job)
-    for pp in (ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
-               CheckCellMetadata, RestoreSubmission):
+    for pp in SANITIZE_CHAIN:
         nb, resources = pp(config=config).preprocess(nb, resources)
     nbformat.write(nb, dest)
     return nb
-
-
-WORKER_STEP_TAIL = ("the other steps went on, and the full traceback is in the worker's log "
-                    "under grading/work/logs/")
-
-
-def step_failure(step: str, error: BaseException, tail: str = WORKER_STEP_TAIL) -> str:
-    """One complete sentence for an exception in one grading step: never a cut path.
-
-    The exception's last line is kept whole up to 300 characters, cut at a word; `tail` says
-    what happened next.
-    """
-    text = str(error).strip().splitlines()
-    detail = text[-1] if text else ""
-    if len(detail) > 300:
-        detail = detail[:300].rsplit(" ", 1)[0] + " …"
-    return (f"the grader failed while {step} ({type(error).__name__}"
-            f"{': ' + detail if detail else ''}); {tail}")
 
 
 class TreeWatchdog:
@@ -88,8 +77,6 @@ class TreeWatchdog:
     offending tree is killed (the executor then restarts the kernel past that cell)."""
 
     def __init__(self, limits: Limits):
-        import threading
-
         self.limits, self.tripped = limits, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -103,10 +90,6 @@ class TreeWatchdog:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        import psutil
-
-        from autograder.engine import observe
-
         me = psutil.Process()
         while not self._stop.wait(0.25):
             procs = me.children(recursive=True)
@@ -124,27 +107,19 @@ class TreeWatchdog:
                         pass
 
 
-def execute_in_kernel(job: dict, nb: nbformat.NotebookNode, workdir: Path
+def execute_in_kernel(job: Job, config: Config, nb: nbformat.NotebookNode, workdir: Path
                       ) -> tuple[nbformat.NotebookNode, dict]:
     """Run the notebook in a sandboxed, limited kernel that survives crashes."""
-    from autograder.grading.execute import (
-        KERNEL_NAME,
-        ResilientExecute,
-        install_kernelspec,
-        ipc_directory,
-    )
-
-    spec_base = install_kernelspec(Path(job["scratch"]) / "jupyter",
-                                   json.dumps(job["kernel_limits"]))
+    spec_base = install_kernelspec(Path(job.scratch) / "jupyter",
+                                   json.dumps(asdict(job.kernel_limits)))
     os.environ["JUPYTER_PATH"] = str(spec_base)
     ipc = ipc_directory()
-    config = grading_config(job)
     config.ResilientExecute.kernel_name = KERNEL_NAME
     config.KernelManager.transport = "ipc"
     config.KernelManager.ip = str(ipc / "k")
     try:
         executor = ResilientExecute(config=config)
-        with TreeWatchdog(Limits(**job["kernel_limits"])) as watchdog:
+        with TreeWatchdog(job.kernel_limits) as watchdog:
             nb, resources = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
     finally:
         shutil.rmtree(ipc, ignore_errors=True)
@@ -170,35 +145,37 @@ def added_cells(nb: nbformat.NotebookNode, release: nbformat.NotebookNode,
             and c.source.strip() not in released and i not in troubled]
 
 
-def run_program(job: dict, notebook: Path, outdir: Path, sandbox: Sandbox,
-                zygote=None, also: list[int] | None = None) -> dict:
+def run_program(job: Job, notebook: Path, outdir: Path, sandbox: Sandbox,
+                zygote: Zygote | None = None, also: list[int] | None = None) -> dict:
     """Run the graded program, restarting past a cell that kills it or runs too long.
 
     With a (sandboxed) zygote the program is forked warm; otherwise it is a new interpreter
     inside the sandbox. `also` lists the learner's own cells to run with it (`added_cells`).
     """
-    limits = Limits(**job["kernel_limits"])
+    limits = job.kernel_limits
     skip: list[int] = []
     report: dict = {"died_in": [], "timed_out": [], "errors": {}}
     for _ in range(MAX_PROGRAM_RESTARTS + 1):
-        for name in (program.PROGRESS, program.CALLS):
+        for name in (rerun_answers.PROGRESS, rerun_answers.CALLS):
             (outdir / name).unlink(missing_ok=True)
         args = [str(notebook), str(outdir), "--skip", ",".join(map(str, skip)),
                 "--also", ",".join(map(str, also or []))]
         proc = None
         if zygote is not None:
             try:
-                proc = zygote.spawn_program(args, str(notebook.parent), dict(os.environ),
-                                            asdict(limits), str(outdir / "program.log"))
+                proc = zygote.spawn_target(f"{rerun_answers.__name__}:main", args,
+                                           str(notebook.parent), dict(os.environ),
+                                           asdict(limits), str(outdir / "program.log"))
             except (OSError, RuntimeError):
                 proc = None
         if proc is None:
-            command = sandbox.wrap([sys.executable, "-m", "autograder.grading.program", *args])
+            command = sandbox.wrap([sys.executable, "-m", "autograder.grading.rerun_answers",
+                                    *args])
             with open(outdir / "program.log", "ab") as log:
                 proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, cwd=notebook.parent,
                                         preexec_fn=lambda: apply_in_child(limits))
-        timed_out = _wait(proc, outdir, job["cell_timeout_s"], job["notebook_timeout_s"])
+        timed_out = _wait(proc, outdir, job.cell_timeout_s, job.notebook_timeout_s)
         done, started_cell = _progress(outdir)
         if proc.returncode == 0 and not timed_out:
             break
@@ -206,7 +183,7 @@ def run_program(job: dict, notebook: Path, outdir: Path, sandbox: Sandbox,
             break  # it stopped between cells: nothing to skip
         (report["timed_out"] if timed_out else report["died_in"]).append(started_cell)
         skip.append(started_cell)
-    path = outdir / program.PROGRESS
+    path = outdir / rerun_answers.PROGRESS
     for line in path.read_text().splitlines() if path.exists() else []:
         record = json.loads(line)
         if record.get("error"):
@@ -234,7 +211,7 @@ def _wait(proc: subprocess.Popen, outdir: Path, cell_timeout: float,
 
 def _progress(outdir: Path) -> tuple[set[int], int | None]:
     done, last = set(), None
-    path = outdir / program.PROGRESS
+    path = outdir / rerun_answers.PROGRESS
     if path.exists():
         for line in path.read_text().splitlines():
             record = json.loads(line)
@@ -255,17 +232,13 @@ def sandbox_wrapper(sandbox: Sandbox):
     return wrap if sandbox.available else None
 
 
-def check_outside(job: dict, outdir: Path, wrap) -> list[dict]:
+def check_outside(job: Job, outdir: Path, wrap) -> list[dict]:
     """Run the checks of every check call the program reached, in this clean process."""
-    from autograder.engine.runner import run_checks
-    from autograder.engine.spec import ERROR, FAILED, Verdict
-    from autograder.exercises import all_exercises
-
     exercises = all_exercises()
-    limits = Limits(**job["check_limits"])
+    limits = job.check_limits
 
     calls = []
-    path = outdir / program.CALLS
+    path = outdir / rerun_answers.CALLS
     records = [json.loads(line) for line in path.read_text().splitlines()] \
         if path.exists() else []
     for record in records:
@@ -301,7 +274,7 @@ def cell_names(nb) -> dict[str, str]:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        grade_id = cells.grade_id(cell)
         # Line breaks shown as ⏎, so the excerpt never reads as code the learner did not write.
         code = " ⏎ ".join(line.strip() for line in cell.source.splitlines() if line.strip())
         code = code if len(code) <= 60 else code[:59] + "…"
@@ -309,61 +282,53 @@ def cell_names(nb) -> dict[str, str]:
     return names
 
 
-def _log_failure(result: dict, step: str, error: BaseException) -> None:
-    import traceback
-
-    result["problems"].append(step_failure(step, error))
-    result.setdefault("failed_steps", []).append(step)
+def _log_failure(result: Prepared, step: str, error: BaseException) -> None:
+    result.problems.append(step_failure(step, error))
+    result.failed_steps.append(step)
     print(f"--- {step} failed ---\n{traceback.format_exc()}", file=sys.stderr, flush=True)
 
 
 def main(job_path: str) -> int:
-    job = json.loads(Path(job_path).read_text())
-    workdir = Path(job["workdir"])
-    outdir = Path(job["outdir"])
+    """Prepare the job at `job_path`: its `Prepared` result lands in the job's `outdir`."""
+    job = Job.read(Path(job_path))
+    workdir, outdir = Path(job.workdir), Path(job.outdir)
     if outdir.exists():
         shutil.rmtree(outdir)
     outdir.mkdir(parents=True)
     if workdir.exists():
         shutil.rmtree(workdir)
-    shutil.copytree(job["submission_dir"], workdir)
-    sanitized_path = workdir / f"{job['notebook']}.ipynb"
-    result: dict = {"student": job["student"], "assignment": job["assignment"],
-                    "notebook": job["notebook"], "flags": [], "problems": []}
+    shutil.copytree(job.submission_dir, workdir)
+    sanitized_path = workdir / f"{job.notebook}.ipynb"
+    result = Prepared(job.student, job.assignment, job.notebook)
     started = time.monotonic()
-    timings = result["seconds"] = {}
+    timings = result.seconds
+    config = job_config(job)
     try:
-        nb = sanitize(job, Path(job["submitted_notebook"]), sanitized_path)
+        nb = sanitize(job, config, Path(job.submitted_notebook), sanitized_path)
     except Exception as e:  # a grader bug: run what was submitted, nbgrader scores it later
         _log_failure(result, "sanitizing the notebook", e)
-        nb = nbformat.read(job["submitted_notebook"], as_version=4)
+        nb = nbformat.read(job.submitted_notebook, as_version=4)
         nbformat.write(nb, sanitized_path)
-    result["cell_names"] = cell_names(nb)
+    result.cell_names = cell_names(nb)
     # Job folders and the sandboxed zygote's socket go in a folder of this submission's own;
     # it, the run folder and the output folder are all the sandbox may write.
-    import tempfile
-
-    private_tmp = Path(job["scratch"]) / "tmp"
+    private_tmp = Path(job.scratch) / "tmp"
     private_tmp.mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = str(private_tmp)
-    hidden = [Path(p) for p in job["hide"]]
-    sandbox = Sandbox(writable=[workdir, outdir, private_tmp], hidden=hidden)
+    sandbox = Sandbox(writable=[workdir, outdir, private_tmp], hidden=[Path(p) for p in job.hide])
     if not sandbox.available:
-        result["flags"].append("sandbox_unavailable")
-    os.environ["MEMCOURSE_SANDBOX_HIDE"] = os.pathsep.join(job["hide"])
+        result.flags.append("sandbox_unavailable")
+    os.environ["MEMCOURSE_SANDBOX_HIDE"] = os.pathsep.join(job.hide)
     os.environ["MPLBACKEND"] = "Agg"
     # What nbgrader's Autograde sets around execution, which this worker does itself:
     # notebooks read it to pick the `tiny` dataset and to keep widgets quiet.
     os.environ["NBGRADER_EXECUTION"] = "autograde"
     wrap = sandbox_wrapper(sandbox)
-    from autograder.engine.runner import child_env
-    from autograder.engine.zygote import Zygote
-
     zygote = None
     try:
         # Started now, it imports torch while the kernel runs; the program and every check
         # process then fork from it, inside the same sandbox.
-        zygote = Zygote.get(child_env(), wrap)
+        zygote = Zygote.get(child_env(), wrap, preload=ZYGOTE_PRELOAD)
     except Exception as e:
         _log_failure(result, "starting the warm check process", e)
     os.environ["MEMCOURSE_CHECKS"] = "outside"
@@ -371,30 +336,30 @@ def main(job_path: str) -> int:
     # notebook whose kernel could not run still score from the graded program.
     mark = time.monotonic()
     try:
-        executed, kernel = execute_in_kernel(job, nbformat.reads(nbformat.writes(nb), 4),
-                                             workdir)
-        nbformat.write(executed, outdir / "executed.ipynb")
-        result["kernel"] = kernel
+        executed, result.kernel = execute_in_kernel(job, config,
+                                                    nbformat.reads(nbformat.writes(nb), 4),
+                                                    workdir)
+        nbformat.write(executed, outdir / EXECUTED_FILE)
     except Exception as e:
         _log_failure(result, "running the notebook in its kernel", e)
     timings["kernel"], mark = round(time.monotonic() - mark, 2), time.monotonic()
     try:
-        release = nbformat.read(job["release_notebook"], as_version=4)
-        also = added_cells(nb, release, result.get("kernel", {}))
-        result["program"] = run_program(job, sanitized_path, outdir, sandbox, zygote, also)
+        release = nbformat.read(job.release_notebook, as_version=4)
+        also = added_cells(nb, release, result.kernel)
+        result.program = run_program(job, sanitized_path, outdir, sandbox, zygote, also)
     except Exception as e:
         _log_failure(result, "running the graded program", e)
     timings["program"], mark = round(time.monotonic() - mark, 2), time.monotonic()
     os.environ.pop("MEMCOURSE_CHECKS", None)
     try:
-        result["calls"] = check_outside(job, outdir, wrap)
-        result["status"] = "prepared"
+        result.calls = check_outside(job, outdir, wrap)
+        result.status = "prepared"
     except Exception as e:
         _log_failure(result, "running the checks", e)
-        result["status"] = "error"
+        result.status = "error"
     timings["checks"] = round(time.monotonic() - mark, 2)
-    result["wall_s"] = round(time.monotonic() - started, 2)
-    (outdir / "prepared.json").write_text(json.dumps(result, indent=1))
+    result.wall_s = round(time.monotonic() - started, 2)
+    result.save(outdir)
     return 0
 
 

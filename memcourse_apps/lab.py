@@ -1,0 +1,38 @@
+"""Start JupyterLab on the course, the way `make lab` does."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from memcourse.data import ensure_dataset
+from memcourse.paths import repo_root
+
+
+def lab_command(port: int | None = None, open_browser: bool = True,
+                token: str | None = None) -> list[str]:
+    """Return the command that serves the course root and opens `notebooks/` in JupyterLab.
+
+    The server's root is the course root, so the nbgrader extensions (formgrader, assignment
+    list) find `nbgrader_config.py`; learners land in `notebooks/`.
+    """
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={repo_root()}",
+           "--LabApp.default_url=/lab/tree/notebooks"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI run as root; JupyterLab refuses otherwise
+    if port is not None:
+        cmd.append(f"--ServerApp.port={port}")
+    if not open_browser:
+        cmd.append("--no-browser")
+    if token is not None:
+        cmd.append(f"--IdentityProvider.token={token}")
+    return cmd
+
+
+def run_lab(port: int | None = None, open_browser: bool = True) -> None:
+    """Make sure the default dataset exists, then replace this process with JupyterLab."""
+    ensure_dataset()
+    cmd = lab_command(port=port, open_browser=open_browser)
+    os.chdir(Path(repo_root()))
+    os.execv(cmd[0], cmd)

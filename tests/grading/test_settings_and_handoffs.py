@@ -1,0 +1,96 @@
+"""Grading settings come from nbgrader_config.py with flags on top; hand-offs survive JSON."""
+
+from __future__ import annotations
+
+import json
+
+from autograder.engine.limits import Limits
+from autograder.engine.spec import FAILED, PASSED, Verdict
+from autograder.grading.handoffs import Job, Prepared, Record
+from autograder.grading.inputs import Submission
+from autograder.grading.settings import GradingSettings, grading_config
+from tests.helpers import ROOT
+
+
+def _course(tmp_path, extra: str = "", timeout: str | None = "c.Execute.timeout = 77"):
+    lines = ["c = get_config()", extra, timeout or ""]
+    (tmp_path / "nbgrader_config.py").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_the_course_config_sets_the_grading_settings(tmp_path):
+    """Does `c.GradingSettings.*` in nbgrader_config.py reach the settings?"""
+    root = _course(tmp_path, "c.GradingSettings.jobs = 5\n"
+                             "c.GradingSettings.kernel_memory_mib = 999")
+    settings = GradingSettings.for_course(root)
+    assert (settings.jobs, settings.workers) == (5, 5)
+    assert settings.kernel_limits.memory_mib == 999
+
+
+def test_flags_override_the_config_and_none_leaves_it(tmp_path):
+    """Does a flag win over nbgrader_config.py, and an absent flag (None) leave it?"""
+    root = _course(tmp_path, "c.GradingSettings.jobs = 5\n"
+                             "c.GradingSettings.notebook_timeout_s = 60")
+    settings = GradingSettings.for_course(root, jobs=1, notebook_timeout_s=None)
+    assert (settings.jobs, settings.notebook_timeout_s) == (1, 60)
+
+
+def test_the_cell_time_limit_is_nbgraders_own(tmp_path):
+    """Is the cell limit c.Execute.timeout, nbgrader's default when unset, or what is given?"""
+    assert GradingSettings.for_course(_course(tmp_path)).cell_timeout_s == 77
+    silent = GradingSettings.for_course(_course(tmp_path, timeout=None))
+    assert silent.cell_timeout_s == 30  # nbclient's and nbgrader's default
+    given = GradingSettings.for_course(_course(tmp_path), base=GradingSettings(cell_timeout_s=5))
+    assert given.cell_timeout_s == 5
+
+
+def test_the_repository_course_states_its_cell_limit_once():
+    """Does the course's grading use the 120 s of nbgrader_config.py (written nowhere else)?"""
+    assert GradingSettings.for_course(ROOT).cell_timeout_s == 120
+    config = grading_config(GradingSettings.for_course(ROOT))
+    assert config.ResilientExecute.timeout == 120
+    assert [pp.__name__ for pp in config.Autograde.sanitize_preprocessors][-1] == \
+        "RestoreSubmission"
+
+
+def test_a_job_survives_json():
+    """Does a Job come back from its JSON equal, its limits typed?"""
+    job = Job("s", "a", "n", "/c/n.ipynb", "/c", "/r/n.ipynb", "/root", "sqlite:///db",
+              "/w", "/o", "/t", ["/h"], 20.0, 240.0, Limits(memory_mib=3072), Limits())
+    again = Job.from_json(json.loads(json.dumps(job.to_json())))
+    assert again == job
+    assert isinstance(again.kernel_limits, Limits)
+
+
+def test_prepared_groups_verdicts_by_cell_in_call_order(tmp_path):
+    """Are a cell's verdicts those of its calls, in order, whole (hint and verifies kept)?"""
+    v1 = Verdict("x_values", PASSED, 2, 2, "ok", verifies="values", hint="h1")
+    v2 = Verdict("x_small", FAILED, 0, 1, "grew", verifies="memory", hint="h2")
+    prepared = Prepared("s", "a", "n", status="prepared", calls=[
+        {"cell": 3, "grade_id": "x_test", "verdicts": [v1.to_dict()]},
+        {"cell": 3, "grade_id": "x_test", "verdicts": [v2.to_dict()]}])
+    prepared.save(tmp_path)
+    loaded = Prepared.load(tmp_path)
+    assert loaded.verdicts_by_cell() == {"x_test": [v1, v2]}
+    assert loaded.folder == str(tmp_path)
+    assert Prepared.load(tmp_path / "nowhere") is None
+
+
+def test_a_record_from_an_earlier_version_still_loads():
+    """Does a saved record with keys this version no longer writes load, defaults filled?"""
+    old = {"student": "s", "assignment": "a", "status": "graded", "score": 3.0,
+           "max_score": 6.0, "flags": ["late", "late"], "problems": [], "cells": [],
+           "fingerprint": "f", "_verdict_cells": {"n": {}}}
+    record = Record.from_json(old)
+    assert (record.score, record.missing_notebooks, record.fingerprint) == (3.0, [], "f")
+    assert record.to_json()["flags"] == ["late"]
+    assert "fingerprint" not in record.to_json(with_fingerprint=False)
+
+
+def test_a_new_record_carries_what_reading_the_submission_found():
+    """Does Record.of keep the submission's flags and sentences, as copies?"""
+    sub = Submission("s", "a", {}, flags=["late"], problems=["uploaded late"])
+    record = Record.of(sub, "invalid", "fp")
+    record.flags.append("x")
+    assert (record.status, record.fingerprint, sub.flags) == ("invalid", "fp", ["late"])
+    assert record.problems == ["uploaded late"]
