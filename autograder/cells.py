@@ -28,18 +28,19 @@ TEST, PROGRAM, SKIP = "test", "program", "skip"
 def role(cell: Any) -> str:
     """TEST (an autograded test cell), PROGRAM (locked setup or answer code) or SKIP.
 
-    `cell` is a NotebookNode. A PROGRAM cell is what the graded program re-runs; a TEST cell is
-    scored from its check calls; everything else (markdown, the learner's own cells) is SKIP.
+    `cell` is a NotebookNode or plain JSON. A PROGRAM cell is what the graded program re-runs;
+    a TEST cell is scored from its check calls; everything else (markdown, the learner's own
+    cells) is SKIP. These are nbgrader's rules (`nbgrader.utils.is_grade`, `is_solution`,
+    `is_locked`): tests/exercises/test_cells.py holds them equal to nbgrader's functions on
+    every combination of flags and every cell of the course. They are written here because
+    importing nbgrader costs about 2.6 s and 49 MiB in every graded program.
     """
-    # nbgrader.utils costs about 2 s to import (it loads nbgrader's server extensions), so it is
-    # imported only where roles are asked for: the grader, never a learner's notebook start.
-    from nbgrader.utils import is_grade, is_locked, is_solution
-
-    if cell.cell_type != "code":
+    if cell.get("cell_type") != "code":
         return SKIP
-    if is_grade(cell) and not is_solution(cell):
+    meta = nbgrader_metadata(cell)
+    if meta.get("grade") and not meta.get("solution"):
         return TEST
-    if is_solution(cell) or is_locked(cell):
+    if meta.get("solution") or meta.get("locked"):
         return PROGRAM
     return SKIP
 

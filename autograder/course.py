@@ -7,6 +7,7 @@ because each `nbgrader` command-line call costs seconds of start-up.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,11 +27,12 @@ def _avoid_slow_import() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)
 
 
-def _put_interpreter_bin_on_path() -> None:
+def interpreter_bin_on_path() -> None:
     """Make this interpreter's scripts (nbgrader calls `alembic` by name) findable on PATH.
 
     Running `.venv/bin/python` without activating the virtual environment leaves its bin/ off
-    PATH, and nbgrader then fails to open a new gradebook.
+    PATH, and nbgrader then fails to open a new gradebook (formgrader answers 500, `memcourse
+    grade` stops). Processes started afterwards (JupyterLab) inherit the fixed PATH.
     """
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
@@ -39,6 +41,7 @@ def _put_interpreter_bin_on_path() -> None:
 
 def load_config(root: Path | None = None):
     """Load `nbgrader_config.py` from the course root into a traitlets Config."""
+    # lazy: traitlets.config (~40 ms); `memcourse --help` and autograder.hints import this module
     from traitlets.config.loader import PyFileConfigLoader
 
     root = Path(root or repo_root()).resolve()
@@ -53,9 +56,10 @@ def api(root: Path | None = None, log_level: str = "WARN", extra=None):
     `extra` is a traitlets Config merged over the course's own configuration.
     """
     _avoid_slow_import()
-    _put_interpreter_bin_on_path()
+    interpreter_bin_on_path()
+    # lazy: nbgrader (~1.5 s) only after _avoid_slow_import(), and never at `memcourse --help`
     from nbgrader.apps.api import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.coursedir import CourseDirectory  # lazy: nbgrader, as on the line above
 
     config = load_config(root)
     if extra is not None:
@@ -73,8 +77,6 @@ def assignments(root: Path | None = None, tree: str = "solutions") -> list[str]:
 
 def copy_course(src: Path, dest: Path) -> Path:
     """Copy what nbgrader needs of the course (config, solutions, notebooks) into `dest`."""
-    import shutil
-
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src / "nbgrader_config.py", dest / "nbgrader_config.py")
     ignore = shutil.ignore_patterns("scratch", ".ipynb_checkpoints", "__pycache__")

@@ -88,9 +88,10 @@ class Panel:
 def _highlight(source: str) -> str:
     """Python source as HTML with inline colours (no stylesheet needed in any frontend)."""
     try:
+        # lazy: pygments (~25 ms) only to show a solution; `import autograder.hints` stays fast
         from pygments import highlight
-        from pygments.formatters import HtmlFormatter
-        from pygments.lexers import PythonLexer
+        from pygments.formatters import HtmlFormatter  # lazy: pygments, as above
+        from pygments.lexers import PythonLexer  # lazy: pygments, as above
 
         return highlight(source, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
     except ImportError:
@@ -100,7 +101,7 @@ def _highlight(source: str) -> str:
 def _markdown(text: str) -> str:
     """A mark scheme's Markdown as HTML (mistune comes with nbconvert); escaped text otherwise."""
     try:
-        import mistune
+        import mistune  # lazy: ~25 ms, only to show a mark scheme; the import of hints stays fast
 
         return mistune.html(text)
     except (ImportError, AttributeError):

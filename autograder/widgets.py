@@ -55,7 +55,8 @@ def self_study() -> bool:
 
 def _user_namespace() -> dict:
     """The notebook's global variables, where the grader looks for the learner's answers."""
-    from IPython import get_ipython  # only in a notebook, which has loaded it already
+    # lazy: IPython (~70 ms), which only a notebook has (loaded already) and needs here
+    from IPython import get_ipython
 
     shell = get_ipython()
     if shell is None:
@@ -105,7 +106,7 @@ class Quiz(_Widget):
     """One self-assessment question as buttons; its answer lives in the learner's variable."""
 
     def __init__(self, topic: str, namespace: dict | None = None, reveal: bool | None = None):
-        import ipywidgets as w  # ~0.3 s: loaded when a notebook shows its first widget
+        import ipywidgets as w  # lazy: ~0.3 s, loaded when a notebook shows its first widget
 
         self.question = q = _question(topic)
         self.namespace = _user_namespace() if namespace is None else namespace
@@ -221,7 +222,7 @@ class ConceptCheck(_Widget):
     """An ungraded multiple-choice question that explains every option as it is chosen."""
 
     def __init__(self, question: str, right: str, wrong: dict[str, str], why: str = ""):
-        import ipywidgets as w  # ~0.3 s: loaded when a notebook shows its first widget
+        import ipywidgets as w  # lazy: ~0.3 s, loaded when a notebook shows its first widget
 
         if not wrong or right in wrong:
             raise ValueError("a concept check needs one right option and other, wrong ones")
@@ -442,7 +443,8 @@ def in_flight(batch_size: int, sample_shape: tuple[int, ...], dtype: Any, num_wo
     if predict is None:
         note = "not given"
     else:
-        import torch  # about 2 s: only a calculator given the learner's function needs it
+        # lazy: torch, about 2 s: only a calculator given the learner's function needs it
+        import torch
 
         try:
             value = predict(batch_size, shape, getattr(torch, name), num_workers,
@@ -466,9 +468,9 @@ def in_flight(batch_size: int, sample_shape: tuple[int, ...], dtype: Any, num_wo
 
 def bar_chart_png(result: InFlight) -> bytes:
     """The batches in flight as stacked bars (formula) beside the learner's number, as PNG."""
-    # matplotlib takes ~1.5 s to import: only the memory calculator draws.
+    # lazy: matplotlib takes ~0.7 s to import, and only the memory calculator draws
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib, as above
 
     fig = Figure(figsize=(7, 2.2 if result.learner_bytes is not None else 1.6), dpi=100)
     FigureCanvasAgg(fig)
@@ -502,7 +504,7 @@ class MemoryCalculator(_Widget):
     def __init__(self, predict=None, batch_size: int = 32, sample_shape=(3, 64, 64),
                  dtype: Any = "uint8", num_workers: int = 2, prefetch_factor: int = 2,
                  pin_memory: bool = False):
-        import ipywidgets as w  # ~0.3 s: loaded when a notebook shows its first widget
+        import ipywidgets as w  # lazy: ~0.3 s, loaded when a notebook shows its first widget
 
         self.predict = predict
         common = {"continuous_update": False, "style": {"description_width": "9em"},

@@ -163,7 +163,7 @@ class H5Images(Dataset):
     """
 
     def __init__(self, path: str | os.PathLike, as_float: bool = False):
-        import h5py
+        import h5py  # lazy: spawn workers re-import this module; only H5Images needs h5py
 
         self.path, self.as_float = str(path), as_float
         with h5py.File(self.path, "r") as f:  # read the metadata, then close the file
@@ -179,7 +179,7 @@ class H5Images(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         if self._images is None:
-            import h5py
+            import h5py  # lazy: spawn workers re-import this module; only H5Images needs h5py
 
             self._images = h5py.File(self.path, "r")["images"]
         image = torch.from_numpy(self._images[i])

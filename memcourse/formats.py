@@ -8,6 +8,7 @@ Python process so that nothing the notebook has open or cached colours the resul
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import os
@@ -56,7 +57,7 @@ def file_count(path: str | os.PathLike) -> int:
 
 def load_subset(h5_path: str | os.PathLike, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `n` images and labels of a course dataset, as in-memory arrays."""
-    import h5py
+    import h5py  # lazy: each timing process loads only the format it times
 
     with h5py.File(h5_path, "r") as f:
         n = min(n, f["images"].shape[0])
@@ -88,7 +89,7 @@ def write_h5(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
              **layout: Any) -> float:
     """Write `images` and `labels` to HDF5, passing `layout` (chunks, compression, ...) to the
     images dataset; return the seconds it took."""
-    import h5py
+    import h5py  # lazy: each timing process loads only the format it times
 
     path = _fresh(Path(path))
     start = time.perf_counter()
@@ -110,7 +111,7 @@ def write_lmdb(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
     Every sample goes in one write transaction with `append=True`, which is allowed (and fast)
     because the big-endian keys arrive in sorted order. Returns the seconds it took.
     """
-    import lmdb
+    import lmdb  # lazy: each timing process loads only the format it times
 
     path = _fresh(Path(path))
     start = time.perf_counter()
@@ -131,7 +132,7 @@ def write_lmdb(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
 def write_zarr(path: str | os.PathLike, images: np.ndarray, chunks: Sequence[int],
                compressors: Any = "auto", shards: Sequence[int] | None = None) -> float:
     """Write `images` as a Zarr v3 array with the given chunks (and shards); return seconds."""
-    import zarr
+    import zarr  # lazy: each timing process loads only the format it times
 
     path = _fresh(Path(path))
     start = time.perf_counter()
@@ -279,15 +280,16 @@ def open_reader(kind: str, path: str | os.PathLike) -> tuple[Callable[[int], np.
         arr = np.load(path, mmap_mode="r")
         return (lambda i: np.array(arr[i])), arr._mmap.close
     if kind == "h5":
-        import h5py
+        import h5py  # lazy: each timing process loads only the format it times
 
         f = h5py.File(path, "r")
         dset = f["images"]
         if any(str(fid).isdigit() for fid in dset._filters):  # h5py names only its own filters
+            # lazy: ~0.3 s, for files that use its filters; a trial loads only what it times
             import hdf5plugin  # noqa: F401  (registers Blosc & co.; every reader needs it)
         return (lambda i: dset[i]), f.close
     if kind == "h5_memmap":
-        import h5py
+        import h5py  # lazy: each timing process loads only the format it times
 
         with h5py.File(path, "r") as f:
             dset = f["images"]
@@ -298,7 +300,7 @@ def open_reader(kind: str, path: str | os.PathLike) -> tuple[Callable[[int], np.
         arr = np.memmap(path, mode="r", dtype=dtype, shape=shape, offset=offset)
         return (lambda i: np.array(arr[i])), arr._mmap.close
     if kind in ("lmdb", "lmdb_no_readahead"):
-        import lmdb
+        import lmdb  # lazy: each timing process loads only the format it times
 
         env = lmdb.open(path, readonly=True, lock=False, readahead=kind == "lmdb")
         with env.begin() as txn:
@@ -311,7 +313,7 @@ def open_reader(kind: str, path: str | os.PathLike) -> tuple[Callable[[int], np.
 
         return get, env.close
     if kind == "zarr":
-        import zarr
+        import zarr  # lazy: each timing process loads only the format it times
 
         z = zarr.open_array(path, mode="r")
         return (lambda i: z[i]), (lambda: None)
@@ -452,8 +454,6 @@ def _fmt(v: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m memcourse.formats trial|sequential ...`: the fresh process of a timing trial."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m memcourse.formats")
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("trial")

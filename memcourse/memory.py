@@ -8,6 +8,7 @@ MiB, so a notebook can print exactly what it measured.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import sys
 import traceback
@@ -79,8 +80,6 @@ def measure_peak(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Peak:
     """
     if not hasattr(os, "fork") or not os.path.exists("/proc/self/status"):
         raise RuntimeError("measure_peak needs Linux (fork and /proc); run this cell on Linux.")
-    import pickle
-
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: measure, report through the pipe, never return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ def _data(args: argparse.Namespace) -> None:
 
 
 def _notebooks(args: argparse.Namespace) -> None:
-    # lazy: build imports nbformat (~0.2 s); only `memcourse notebooks` needs it, not `--help`
+    # lazy: build imports nbformat and nbgrader (~1 s); only `memcourse notebooks` needs them
     from autograder.grading.build import generate_notebooks
 
     built = generate_notebooks(Path(args.course) if args.course else None,
@@ -98,11 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: "
                    "c.GradingSettings.jobs in nbgrader_config.py, else one per core)")
     p.add_argument("--cell-timeout", type=float, metavar="SECONDS", default=None,
-                   help="time limit of one cell (default: c.Execute.timeout, 120 s)")
+                   help="time limit of one cell (default: c.Execute.timeout in "
+                   "nbgrader_config.py)")
     p.add_argument("--notebook-timeout", type=float, metavar="SECONDS", default=None,
-                   help="time limit of a whole notebook (default: 900 s)")
+                   help="time limit of a whole notebook (default: "
+                   "c.GradingSettings.notebook_timeout_s)")
     p.add_argument("--memory", type=int, metavar="MIB", default=None,
-                   help="memory of a notebook's kernel and its workers (default: 3072 MiB)")
+                   help="memory of a notebook's kernel and its DataLoader workers together "
+                   "(default: c.GradingSettings.kernel_memory_mib)")
     p.add_argument("--assignment", metavar="NAME", default=None, help="grade only this one")
     p.add_argument("--force", action="store_true", help="re-grade what was already graded")
     p.set_defaults(func=_grade)
@@ -142,8 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def describe_os_error(error: OSError, command: str | None = None) -> str:
     """One sentence for a filesystem error: what failed, where, and what to do about it."""
-    import errno
-
     where = f" ({error.filename})" if getattr(error, "filename", None) else ""
     text = str(error)
     if error.errno == errno.ENOSPC or "No space left on device" in text:

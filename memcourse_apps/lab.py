@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from autograder.course import interpreter_bin_on_path
 from memcourse.data import ensure_dataset
 from memcourse.paths import repo_root
 
@@ -15,8 +16,11 @@ def lab_command(port: int | None = None, open_browser: bool = True,
     """Return the command that serves the course root and opens `notebooks/` in JupyterLab.
 
     The server's root is the course root, so the nbgrader extensions (formgrader, assignment
-    list) find `nbgrader_config.py`; learners land in `notebooks/`.
+    list) find `nbgrader_config.py`; learners land in `notebooks/`. The interpreter's bin/ is
+    put on this process's PATH, which the server inherits: formgrader creates the gradebook
+    with nbgrader's `alembic` script, found by name.
     """
+    interpreter_bin_on_path()
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={repo_root()}",
            "--LabApp.default_url=/lab/tree/notebooks"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:

@@ -8,6 +8,10 @@ imported, so this is fast and works on a half-broken tree) and checks:
 - no two project modules import each other, directly or round a loop;
 - the project's own modules are imported at module level, except where a `# lazy: <reason>`
   comment says why one must wait (it pulls in torch or nbgrader where start-up must be fast);
+- every import inside a function or class body, of any module (standard library, third-party or
+  project), carries such a comment: the standard library and light packages belong at the top,
+  and what stays lazy (torch, nbgrader, IPython at a moment that must stay fast, or an import
+  whose timing matters) says why;
 - the `memcourse` toolkit imports neither `autograder` nor `memcourse_apps`;
 - every import of a project module names a module that exists (a move left no stale import).
 
@@ -40,6 +44,7 @@ import ast
 import functools
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,23 +191,22 @@ def _lazy_reason(lines: list[str], lineno: int) -> str:
     return ""
 
 
-def _read_module(module: str, file: str, tree: _Tree, lines: list[str]) -> list[Import]:
-    """The project imports of one parsed module, each knowing whether it is at module level.
+ImportNode = ast.Import | ast.ImportFrom
+
+
+def _import_statements(parsed: ast.Module) -> Iterator[tuple[ImportNode, str, bool]]:
+    """Every import statement of a parsed module, with its scope and whether it is module level.
 
     Walks statements only (imports are statements, so expressions never hold one): into
     function and class bodies (which leave module level), `if`/`try`/`with`/`for`/`while`/
     `match` blocks (which do not), and `if TYPE_CHECKING:` bodies (module level wherever they
-    are).
+    are). The scope is "" at module level, else e.g. "run_bench()" or "class Foo > go()".
     """
-    found: list[Import] = []
 
-    def walk(node: ast.AST, scopes: tuple[str, ...], type_checking: bool) -> None:
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            for target in _resolve(module, node, tree):
-                if target.split(".")[0] in PACKAGES:
-                    found.append(Import(file, node.lineno, module, target,
-                                        not scopes or type_checking, " > ".join(scopes),
-                                        _lazy_reason(lines, node.lineno)))
+    def walk(node: ast.AST, scopes: tuple[str, ...], type_checking: bool
+             ) -> Iterator[tuple[ImportNode, str, bool]]:
+        if isinstance(node, ImportNode):
+            yield node, " > ".join(scopes), not scopes or type_checking
             return
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             scopes = (*scopes, f"{node.name}()")
@@ -210,15 +214,25 @@ def _read_module(module: str, file: str, tree: _Tree, lines: list[str]) -> list[
             scopes = (*scopes, f"class {node.name}")
         elif isinstance(node, ast.If) and _is_type_checking(node.test):
             for stmt in node.body:
-                walk(stmt, scopes, True)
+                yield from walk(stmt, scopes, True)
             for stmt in node.orelse:
-                walk(stmt, scopes, type_checking)
+                yield from walk(stmt, scopes, type_checking)
             return
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.stmt | ast.excepthandler | ast.match_case):
-                walk(child, scopes, type_checking)
+                yield from walk(child, scopes, type_checking)
 
-    walk(tree.parsed[module], (), False)
+    yield from walk(parsed, (), False)
+
+
+def _read_module(module: str, file: str, tree: _Tree, lines: list[str]) -> list[Import]:
+    """The project imports of one parsed module, each knowing whether it is at module level."""
+    found: list[Import] = []
+    for node, scope, module_level in _import_statements(tree.parsed[module]):
+        for target in _resolve(module, node, tree):
+            if target.split(".")[0] in PACKAGES:
+                found.append(Import(file, node.lineno, module, target, module_level, scope,
+                                    _lazy_reason(lines, node.lineno)))
     return found
 
 
@@ -228,16 +242,22 @@ def _parse(text: str, file: str) -> ast.Module:
     return ast.parse(text, filename=file)
 
 
-def read_imports(root: Path) -> list[Import]:
-    """Every import of a project module by a project module in the tree under `root`."""
+def _read_tree(root: Path) -> tuple[_Tree, dict[str, str], dict[str, list[str]]]:
+    """The parsed tree under `root`, with each module's file (relative) and source lines."""
     modules = read_modules(root)
     files = {module: path.relative_to(root).as_posix() for module, path in modules.items()}
-    tree = _Tree(modules, {module: _parse(modules[module].read_text(encoding="utf-8"), file)
-                           for module, file in files.items()}, {})
+    texts = {module: path.read_text(encoding="utf-8") for module, path in modules.items()}
+    tree = _Tree(modules, {module: _parse(texts[module], file) for module, file in files.items()},
+                 {})
+    return tree, files, {module: text.splitlines() for module, text in texts.items()}
+
+
+def read_imports(root: Path) -> list[Import]:
+    """Every import of a project module by a project module in the tree under `root`."""
+    tree, files, lines = _read_tree(root)
     found: list[Import] = []
     for module, file in files.items():
-        lines = modules[module].read_text(encoding="utf-8").splitlines()
-        found += _read_module(module, file, tree, lines)
+        found += _read_module(module, file, tree, lines[module])
     return sorted(found, key=lambda i: (i.file, i.line, i.target))
 
 
@@ -358,6 +378,19 @@ def nested_own_imports(imports: list[Import]) -> list[str]:
             for i in imports if not i.module_level and not i.lazy_reason]
 
 
+def unexplained_lazy_imports(root: Path) -> list[str]:
+    """Imports of any module (standard library, third-party, project) inside a function or
+    class body, outside `if TYPE_CHECKING:`, that no `# lazy: <reason>` comment explains."""
+    tree, files, lines = _read_tree(root)
+    problems = []
+    for module, file in files.items():
+        for node, scope, module_level in _import_statements(tree.parsed[module]):
+            if not module_level and not _lazy_reason(lines[module], node.lineno):
+                names = ", ".join(_resolve(module, node, tree))
+                problems.append(f"{file}:{node.lineno} imports {names} inside {scope}")
+    return problems
+
+
 def toolkit_imports(imports: list[Import]) -> list[str]:
     return [f"{i.where} imports {i.target}" for i in imports
             if i.importer.split(".")[0] == "memcourse"
@@ -380,6 +413,10 @@ NESTED = ("Project modules are imported inside functions or classes: move each i
           "top of its file; only where the module pulls in a heavy third-party one (torch, "
           "nbgrader) at a moment that must stay fast, keep it and say so in a "
           "`# lazy: <reason>` comment on the import or the line above.")
+LAZY_WHY = ("Modules are imported inside functions or classes without a reason: move each "
+            "import to the top of its file, or say why it must wait in a `# lazy: <reason>` "
+            "comment on the import or the line above (a heavy module such as torch, nbgrader or "
+            "IPython at a moment that must stay fast, or an import whose timing matters).")
 TOOLKIT = ("The memcourse toolkit, which learners import in their own code, must stand alone: "
            "move the code that needs autograder or memcourse_apps out of memcourse, or move the "
            "shared code down into memcourse.")
@@ -416,6 +453,11 @@ def test_no_import_cycles(imports):
 def test_own_modules_are_imported_at_module_level(imports):
     """Are the project's own modules imported at the top of each file, never lazily?"""
     _fail_on(NESTED, nested_own_imports(imports))
+
+
+def test_lazy_imports_say_why():
+    """Does every import inside a function or class, of any module, say why it must wait?"""
+    _fail_on(LAZY_WHY, unexplained_lazy_imports(ROOT))
 
 
 def test_toolkit_stands_alone(imports):
@@ -538,6 +580,25 @@ def test_checker_accepts_a_lazy_own_import_that_says_why(tree):
     assert flagged == {f"autograder/cells.py:{line + 4}"}
 
 
+def test_checker_reports_a_lazy_import_without_a_reason(tree):
+    """Is an uncommented nested `import json` reported, and a commented lazy torch import not?"""
+    line = _append(tree, "autograder/cells.py",
+                   "class Later:\n"
+                   "    def go(self):\n"
+                   "        import json\n"
+                   "        import torch  # lazy: ~2 s, and hint() must stay fast\n"
+                   "        # lazy: says why on the line above\n"
+                   "        from . import course\n"
+                   "        from .engine import spec\n"
+                   "        return json, torch, course, spec\n")
+    problems = unexplained_lazy_imports(tree)
+    assert f"autograder/cells.py:{line + 2} imports json inside class Later > go()" in problems
+    assert (f"autograder/cells.py:{line + 6} imports autograder.engine.spec inside "
+            "class Later > go()") in problems
+    flagged = {p.split(" ")[0] for p in problems if p.startswith("autograder/cells.py")}
+    assert flagged == {f"autograder/cells.py:{line + 2}", f"autograder/cells.py:{line + 6}"}
+
+
 def test_checker_reports_an_unplaced_module(tree):
     """Does a new module outside every layer fail with the advice to place it?"""
     _write(tree, "autograder/newthing.py", "")
@@ -583,7 +644,7 @@ def test_checker_accepts_a_clean_tree(tmp_path):
            "try:\n    import memcourse.data\nexcept ImportError:\n    pass\n"
            "if TYPE_CHECKING:\n    from autograder.engine.spec import Other\n"
            "def run():\n"
-           "    import torch  # heavy\n"
+           "    import torch  # lazy: heavy\n"
            "    if TYPE_CHECKING:\n        from memcourse.data import Typed\n")
     _write(root, "autograder/exercises/__init__.py", "from ..engine.spec import Exercise\n")
     _write(root, "autograder/exercises/one.py",
@@ -613,5 +674,6 @@ def test_checker_accepts_a_clean_tree(tmp_path):
     assert upward_imports(imports) == []
     assert import_cycles(root, imports) == []
     assert nested_own_imports(imports) == []
+    assert unexplained_lazy_imports(root) == []
     assert toolkit_imports(imports) == []
     assert missing_targets(root, imports) == []

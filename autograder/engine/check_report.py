@@ -106,9 +106,10 @@ class _Progress:
         text = (f"Checking {exercise.title}: {count} check(s) in a separate Python process, "
                 "watched from outside...")
         try:  # IPython is optional outside the course's environment
+            # lazy: IPython (~70 ms) only to show in a notebook, whose kernel has it loaded
             from IPython import get_ipython
-            from IPython.display import HTML
-            from IPython.display import display as ipy_display
+            from IPython.display import HTML  # lazy: IPython, as above
+            from IPython.display import display as ipy_display  # lazy: IPython, as above
 
             if get_ipython() is not None:
                 self._handle = ipy_display(

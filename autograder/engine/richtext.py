@@ -32,8 +32,9 @@ def inline_code(text: str) -> str:
 def show(obj: Any) -> None:
     """Display `obj` in a notebook (its HTML, with its text as the fallback), or print it."""
     try:
+        # lazy: IPython (~70 ms) only to show in a notebook, whose kernel has it loaded
         from IPython import get_ipython
-        from IPython.display import display
+        from IPython.display import display  # lazy: IPython, as above
 
         if get_ipython() is not None:
             display(obj)

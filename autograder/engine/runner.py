@@ -37,6 +37,7 @@ from autograder.engine.spec import (
     Verdict,
 )
 from autograder.engine.zygote import CHECK_CHILD, Zygote
+from memcourse.paths import repo_root
 
 STARTUP_TIMEOUT_S = 90.0  # importing torch in a fresh process takes seconds on a busy laptop
 POLL_S = 0.02
@@ -113,7 +114,7 @@ def child_env() -> dict[str, str]:
     env.update(MALLOC_ARENA_MAX="2", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
     env.pop("PYTHONSTARTUP", None)
-    here = str(Path(__file__).resolve().parents[2])
+    here = str(repo_root())
     env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 

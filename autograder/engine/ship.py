@@ -13,6 +13,8 @@ from typing import Any
 
 import cloudpickle
 
+from memcourse.paths import repo_root
+
 # The module the child imports to get the learner's objects (a file in the job folder), so
 # classes defined in a notebook can still be pickled by reference into `spawn` DataLoader workers.
 LEARNER_MODULE = "_learner_code"
@@ -74,6 +76,6 @@ def _is_learner_file(path: str) -> bool:
     for base in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
         if real.startswith(os.path.realpath(base) + os.sep):
             return False
-    repo = Path(__file__).resolve().parents[2]
+    repo = repo_root()
     return not any(real.startswith(str(repo / package) + os.sep)
-                   for package in ("autograder", "memcourse"))
+                   for package in ("autograder", "memcourse", "memcourse_apps"))

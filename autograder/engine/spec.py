@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # Statuses a check can end in; the same words appear in the grader's results.json.
@@ -96,8 +96,12 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Verdict:
-        """The verdict `to_dict` wrote; optional fields missing from `data` take defaults."""
-        return cls(**data)
+        """The verdict `to_dict` wrote; optional fields missing from `data` take defaults, and
+        keys this version does not know (a results file from another version) are ignored."""
+        return cls(**{k: v for k, v in data.items() if k in _VERDICT_FIELDS})
+
+
+_VERDICT_FIELDS = frozenset(f.name for f in fields(Verdict))
 
 
 def overall_status(statuses: Iterable[str]) -> str:

@@ -13,6 +13,8 @@ opens, no worker, a crash elsewhere) does not guess at another defect.
 
 from __future__ import annotations
 
+import pickle
+import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -24,7 +26,7 @@ BAD_LABEL = -(10**12)  # what a label that is not an integer is recorded as
 
 def _as_array(image) -> np.ndarray:
     try:
-        import torch
+        import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
         if isinstance(image, torch.Tensor):
             return image.detach().cpu().numpy()
@@ -37,7 +39,7 @@ def _as_int(label) -> int:
     """The label's integer value, or BAD_LABEL when it is not one integer (its type is judged
     separately, by `label_kind_ok`)."""
     try:
-        import torch
+        import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
         if isinstance(label, torch.Tensor):
             integer = not label.dtype.is_floating_point and not label.dtype.is_complex \
@@ -76,7 +78,7 @@ def describe_kind(kind: dict) -> str:
 
 def _kind(value) -> dict:
     try:
-        import torch
+        import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
         is_tensor = isinstance(value, torch.Tensor)
     except ImportError:
@@ -135,8 +137,6 @@ def unpicklable_attributes(obj) -> list[dict]:
     Returns up to five `{"name", "type"}` entries, so the message names what was seen (an open
     h5py file, an lmdb environment, a generator) instead of guessing.
     """
-    import pickle
-
     try:
         state = obj.__getstate__()
     except Exception:
@@ -158,8 +158,6 @@ def unpicklable_attributes(obj) -> list[dict]:
 
 def _type_name(kind: type) -> str:
     """`h5py._hl.files.File`, `lmdb.Environment` (a C type that calls its module builtins)."""
-    import sys
-
     module = kind.__module__
     if module == "builtins":
         for name in ("lmdb", "h5py"):
@@ -328,8 +326,8 @@ def loader_pass(ctx, ds, context: str, batch_size: int = 8, num_workers: int = 2
     the workers delivered wrongly from one the dataset gets wrong everywhere (which the value
     checks judge).
     """
-    import torch
-    from torch.utils.data import DataLoader
+    import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
+    from torch.utils.data import DataLoader  # lazy: torch, as on the line above
 
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers,
                         multiprocessing_context=context, shuffle=False)

@@ -8,6 +8,7 @@ that the course dataset's ten repeating classes would hide.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -42,8 +43,6 @@ def _atomic(path: Path, write) -> Path:
     finally:
         if tmp.exists():
             if tmp.is_dir():
-                import shutil
-
                 shutil.rmtree(tmp)
             else:
                 tmp.unlink()

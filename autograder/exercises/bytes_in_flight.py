@@ -74,7 +74,7 @@ def _plain_number(value):
 
 
 def _predict(ctx, fn, config) -> dict:
-    import torch
+    import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
     bs, shape, dtype, nw, pf, pin = config
     call = (f"{SUBJECT}({bs}, {shape}, torch.{dtype}, num_workers={nw}, "
@@ -90,7 +90,7 @@ def _predictions(ctx, submission, configs) -> dict:
 
 
 def _measure(ctx, submission, configs) -> dict:
-    import torch
+    import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
     # lazy: memcourse.footprint imports torch (~2 s); only the measuring checks' child needs it
     from memcourse.footprint import SyntheticImages, held_batch_bytes

@@ -11,6 +11,8 @@ light work), and compare with the rule computed in the parent.
 
 from __future__ import annotations
 
+import numpy as np
+
 from autograder.engine.check_report import run_exercise
 from autograder.engine.spec import Check, Exercise, Fail
 
@@ -79,8 +81,6 @@ def _plain(value) -> dict:
     Kind "int" is an int (Python or NumPy); a float with an integral value keeps its kind, so
     that only the check that judges the type (`picks_the_fastest`) deducts for it.
     """
-    import numpy as np
-
     if isinstance(value, (bool, np.bool_)):
         return {"kind": "bool", "value": None}
     if isinstance(value, (int, np.integer)):

@@ -70,7 +70,7 @@ class ReferenceHDF5Dataset:
         return state
 
     def __getitem__(self, idx):
-        import torch
+        import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
         if self._file is None:
             self._file = h5py.File(self.h5_path, "r")

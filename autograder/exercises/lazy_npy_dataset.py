@@ -41,7 +41,7 @@ class ReferenceLazyNpyDataset:
         return len(self.paths)
 
     def __getitem__(self, idx):
-        import torch
+        import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
         image = torch.from_numpy(np.load(self.paths[idx])).float() / 255
         if self.transform is not None:

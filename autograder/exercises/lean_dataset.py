@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from autograder.engine.check_report import run_exercise
@@ -73,8 +74,6 @@ class ReferenceLeanDataset:
     """The reference solution, measured beside the learner's in the same process."""
 
     def __init__(self, h5_path, index_path):
-        import h5py
-
         self.h5_path = str(h5_path)
         self.rows = np.load(index_path)
         with h5py.File(self.h5_path, "r") as f:
@@ -90,8 +89,7 @@ class ReferenceLeanDataset:
         return state
 
     def __getitem__(self, i):
-        import h5py
-        import torch
+        import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
         if self._images is None:
             self._images = h5py.File(self.h5_path, "r")["images"]
@@ -113,7 +111,7 @@ def _build(ctx, submission, name: str = SMALL):
 
 
 def _as_array(image):
-    import torch
+    import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
     if isinstance(image, torch.Tensor):
         return image.detach().cpu().numpy()
@@ -121,7 +119,7 @@ def _as_array(image):
 
 
 def _as_int(label) -> int:
-    import torch
+    import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
     if isinstance(label, torch.Tensor):
         return int(label.item()) if label.numel() == 1 else -(10**12)
@@ -133,7 +131,7 @@ def _as_int(label) -> int:
 
 def _read(ctx, ds, positions: list[int]) -> dict:
     """Read `positions`; keep images and labels as arrays, and describe the image types."""
-    import torch
+    import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
     labels, kinds = [], []
     for k, i in enumerate(positions):
@@ -193,8 +191,6 @@ def act_opens_once(ctx, submission):
 @contextmanager
 def _h5py_probe() -> Iterator[dict]:
     """Count HDF5 name lookups and the bytes h5py hands back while the block runs."""
-    import h5py
-
     counts = {"lookups": 0, "bytes": 0}
     lookup, read, as_array = h5py.Group.__getitem__, h5py.Dataset.__getitem__, \
         h5py.Dataset.__array__
@@ -247,6 +243,7 @@ def act_spawn_workers(ctx, submission):
     ctx.call("ds[0] in the main process", ds.__getitem__, 0)
 
     def load_all():
+        # lazy: ~2 s, and the grader imports every exercise without needing it
         from torch.utils.data import DataLoader
 
         loader = DataLoader(ds, batch_size=SPAWN_BATCH, num_workers=2,
@@ -306,8 +303,6 @@ def act_stays_small(ctx, submission):
 
 def _fixture(name: str = SMALL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """images, labels and index of a fixture, read in the parent."""
-    import h5py
-
     folder = Path(make_fixtures()[name])
     with h5py.File(folder / "images.h5", "r") as f:
         images, labels = f["images"][:], f["labels"][:]

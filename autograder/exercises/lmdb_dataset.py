@@ -17,10 +17,13 @@ the environment only when one was open.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 
+import lmdb
 import numpy as np
 
 from autograder.engine.check_report import run_exercise
@@ -50,8 +53,6 @@ def lmdb_fixture(n: int, height: int, width: int, seed: int = SEED) -> Path:
     try:
         os.replace(tmp, path)
     except OSError:  # another process wrote it first
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     return path
 
@@ -71,10 +72,6 @@ class ReferenceLMDBDataset:
     """The reference solution's reading path, measured beside the learner's in the same child."""
 
     def __init__(self, lmdb_path, transform=None):
-        import json
-
-        import lmdb
-
         self.path = str(lmdb_path)
         with lmdb.open(self.path, readonly=True, lock=False) as env, env.begin() as txn:
             meta = json.loads(txn.get(LMDB_META_KEY))
@@ -86,8 +83,7 @@ class ReferenceLMDBDataset:
         return len(self.labels)
 
     def __getitem__(self, idx):
-        import lmdb
-        import torch
+        import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
         if self.env is None:
             self.env = lmdb.open(self.path, readonly=True, lock=False)
@@ -158,8 +154,6 @@ def act_lazy_open(ctx, submission):
 
 def _calibrate(ctx, fixture=SMALL) -> None:
     """Open and close one environment between two marks: how many opens one `lmdb.open` makes."""
-    import lmdb
-
     ctx.mark("calibrate_start")
     lmdb.open(str(ctx.fixtures[fixture]), readonly=True, lock=False).close()
     ctx.mark("calibrate_end")
@@ -370,16 +364,19 @@ def judge_fork_workers(trace) -> None:
 
     With no descriptor on the LMDB files in the parent when the loader starts, there is nothing
     to inherit: the samples came from memory (`stays_small` judges that), not through an
-    environment opened before the fork.
+    environment opened before the fork. Only "no open at all" fails: inotify merges identical
+    open events that the parent has not read yet, so two workers opening at the same moment on
+    a busy machine can be seen as one environment (measured in `make test` at load 2 on 2
+    cores), while a dataset that reads through the inherited environment opens nothing.
     """
     _judge_loader(trace)
     if trace.opens_available:
         held = _lmdb_fds(trace.mark("before_loader"))
         opens = _data_opens(trace, "before_loader", "after_loader")
-        if held and opens < 2 * _opens_per_env(trace):
+        if held and opens == 0:
             raise Fail(f"when the loader started, the main process held {held} descriptor(s) "
                        "on the LMDB files (the environment `ds[0]` opened), and the two forked "
-                       f"workers opened {opens // _opens_per_env(trace)} environment(s) of their "
+                       "workers opened no environment of their "
                        "own: they read through the inherited one. LMDB forbids using an "
                        "environment in a process forked after it was opened; remember "
                        "`os.getpid()` when you open, and in a process with another pid close "

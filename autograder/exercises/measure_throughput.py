@@ -45,7 +45,7 @@ class SleepyDataset:
         return self.n
 
     def __getitem__(self, i: int):
-        import torch
+        import torch  # lazy: ~2 s, and the grader imports every exercise without needing it
 
         if i < 0 or i >= self.n:
             raise IndexError(i)
@@ -66,6 +66,7 @@ class SleepyDataset:
 def reference_measure_throughput(dataset, num_workers: int, batch_size: int = 32,
                                  num_batches: int = 20) -> float:
     """The reference solution, run beside the learner's in the same child."""
+    # lazy: ~2 s, and the grader imports every exercise without needing it
     from torch.utils.data import DataLoader
 
     batches = iter(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers))

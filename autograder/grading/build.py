@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import compute_checksum
+from traitlets.config import Config
 
 from autograder import cells, course
 from memcourse.errors import CourseError
@@ -102,8 +104,6 @@ class StagedCourse:
         Pass it as `course.api(root, extra=...)` so that later nbgrader steps (autograde copies
         the assignment's other files from the source directory) read the staged trees too.
         """
-        from traitlets.config import Config
-
         config = Config()
         # Absolute paths: nbgrader joins them with the course root, and an absolute one wins.
         config.CourseDirectory.source_directory = str(self.source_directory)
@@ -235,8 +235,6 @@ def learner_work(current: Path, fresh: Path) -> list[str]:
     are edits to the instructor's plain cells, which cannot be told from the instructor's own.
     Returns short descriptions, empty when nothing would be lost.
     """
-    from nbgrader.utils import compute_checksum
-
     try:
         nb = nbformat.read(current, as_version=4)
     except Exception:  # a learner's half-saved or hand-edited file: keep it, whatever it is

@@ -16,10 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Float, Integer
+
+from autograder.grading.settings import GradingSettings
 
 KERNEL_NAME = "memcourse-sandbox"
 
@@ -33,7 +36,8 @@ class ResilientExecute(Execute):
     """nbgrader's Execute, restarting the kernel past a cell that killed it."""
 
     notebook_timeout = Float(
-        900.0, help="Seconds the whole notebook may take; later cells are marked as timed out."
+        GradingSettings.class_traits()["notebook_timeout_s"].default_value,
+        help="Seconds the whole notebook may take; later cells are marked as timed out."
     ).tag(config=True)
     max_restarts = Integer(
         4, help="Fresh kernels to start after crashes before giving up on the rest."
@@ -67,8 +71,6 @@ class ResilientExecute(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         """Execute every code cell; a crash or a hung cell costs only that cell."""
-        from nbclient import NotebookClient
-
         report = {"kernel_died": [], "timeout": [], "notebook_timeout": False}
         resources = resources if resources is not None else {}
         skipped: dict[int, NotebookNode] = {}

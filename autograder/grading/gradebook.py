@@ -18,7 +18,13 @@ from traitlets.config import Config
 
 from autograder import course
 from autograder.engine.spec import FAILED, NOT_ATTEMPTED, PASSED, Verdict, overall_status
-from autograder.grading.handoffs import Prepared, Record, step_failure
+from autograder.grading.handoffs import (
+    WORKER_STOPPED,
+    Prepared,
+    Record,
+    prepared_folder,
+    step_failure,
+)
 from autograder.grading.inputs import Submission
 from autograder.grading.settings import grading_config
 
@@ -78,9 +84,10 @@ class GradebookWriter:
             self._link_scored(sub, name, attempt.index)
         # nbgrader builds its preprocessors from the API's config at each call: this is how
         # UsePreparedRun gets the results read here, without reading prepared.json again.
+        # A worker that stopped before writing its result may still have left executed.ipynb.
         self.api.config.UsePreparedRun.prepared = {
-            name: (p.to_json() | {"folder": p.folder}) if (p := prepared[(name, a.index)])
-            else None for name, a in choice.items()}
+            name: (p.to_json() if (p := prepared[(name, a.index)]) else {})
+            | {"folder": str(self._folder(sub, name, a.index))} for name, a in choice.items()}
         outcome = self.api.autograde(sub.assignment, sub.student, force=True, create=True)
         if not outcome["success"]:
             raise ScoringError(_last_error_line(outcome.get("error") or outcome.get("log")))
@@ -93,7 +100,7 @@ class GradebookWriter:
 
     def _link_scored(self, sub: Submission, name: str, index: int) -> None:
         """Point prepared/<student>/<assignment>/<notebook> at the candidate being scored."""
-        base = self.prepared_root / sub.student / sub.assignment
+        base = self._folder(sub, name, index).parent
         base.mkdir(parents=True, exist_ok=True)
         link = base / name
         if link.is_symlink() or link.is_file():
@@ -101,6 +108,9 @@ class GradebookWriter:
         elif link.is_dir():
             shutil.rmtree(link)
         os.symlink(f"{name}~{index}", link)
+
+    def _folder(self, sub: Submission, notebook: str, index: int) -> Path:
+        return prepared_folder(self.prepared_root, sub.student, sub.assignment, notebook, index)
 
     def autograde(self, sub: Submission, attempts: list) -> Record:
         """Score one prepared submission into the gradebook and build its record.
@@ -115,9 +125,8 @@ class GradebookWriter:
         for a in attempts:
             if a.staged is not None and a.run:
                 ran.setdefault(a.notebook, []).append(a)
-        prepared = {(a.notebook, a.index): Prepared.load(
-            self.prepared_root / sub.student / sub.assignment / f"{a.notebook}~{a.index}")
-            for cands in ran.values() for a in cands}
+        prepared = {(a.notebook, a.index): Prepared.load(self._folder(sub, a.notebook, a.index))
+                    for cands in ran.values() for a in cands}
         scores: dict[tuple[str, int], float] = {}
         rounds = max((len(v) for v in ran.values()), default=0)
         choice: dict = {}
@@ -136,9 +145,8 @@ class GradebookWriter:
             result = prepared[(name, attempt.index)]
             if result is None:
                 record.status = "error"
-                record.problems.append(f"the grading worker stopped before preparing "
-                                       f"{attempt.label} (its log is under "
-                                       "grading/work/logs/); a rerun grades it again")
+                record.problems.append(WORKER_STOPPED.format(what=attempt.label)
+                                       + "; a rerun grades it again")
                 continue
             record.flags += [f for f in result.flags if f not in record.flags]
             record.problems += result.problems
@@ -246,6 +254,7 @@ class GradebookWriter:
                     sub = gb.find_submission(record.assignment, record.student)
                 except MissingEntry:
                     record.status = "error"
+                    record.cells = [c for c in record.cells if "status" in c]
                     continue
                 record.score = float(sub.score)
                 record.needs_manual_grade = bool(sub.needs_manual_grade)

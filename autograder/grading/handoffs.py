@@ -25,6 +25,14 @@ from autograder.grading.inputs import Submission
 
 PREPARED_FILE = "prepared.json"
 EXECUTED_FILE = "executed.ipynb"
+WORKER_STOPPED = ("the grading worker stopped before preparing {what} (its log is under "
+                  "grading/work/logs/)")
+
+
+def prepared_folder(root: Path, student: str, assignment: str, notebook: str, index: int
+                    ) -> Path:
+    """Where the worker leaves its result for candidate `index` of one notebook."""
+    return root / student / assignment / f"{notebook}~{index}"
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +177,15 @@ class Record:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
-        return cls(**_known(cls, data))
+        record = cls(**_known(cls, data))
+        # A record saved before this version kept its verdicts apart, by notebook and grade_id.
+        for notebook, by_cell in (data.get("_verdict_cells") or {}).items():
+            for gid, cell in (by_cell or {}).items():
+                if not any(c.get("grade_id") == gid and c.get("notebook") == notebook
+                           for c in record.cells):
+                    record.cells.append({"notebook": notebook, "grade_id": gid,
+                                         "verdicts": cell.get("verdicts", [])})
+        return record
 
 
 WORKER_STEP_TAIL = ("the other steps went on, and the full traceback is in the worker's log "

@@ -41,7 +41,7 @@ from autograder import course
 from autograder.exercises import all_exercises
 from autograder.grading import build, intake, reconcile, report
 from autograder.grading.gradebook import GradebookWriter, error_record
-from autograder.grading.handoffs import Job, Record
+from autograder.grading.handoffs import Job, Record, prepared_folder
 from autograder.grading.inputs import Submission, Unmatched, find_submissions, match_name
 from autograder.grading.settings import GradingSettings
 from memcourse import data
@@ -317,8 +317,8 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
 
     def prepare(sub: Submission, attempt: Attempt) -> tuple[Submission, Attempt]:
         name = f"{sub.student}__{sub.assignment}__{attempt.notebook}__{attempt.index}"
-        outdir = prepared_root / sub.student / sub.assignment / f"{attempt.notebook}~" \
-            f"{attempt.index}"
+        outdir = prepared_folder(prepared_root, sub.student, sub.assignment, attempt.notebook,
+                                 attempt.index)
         job = Job(
             student=sub.student, assignment=sub.assignment, notebook=attempt.notebook,
             submitted_notebook=str(attempt.staged), submission_dir=str(attempt.staged.parent),

@@ -21,7 +21,7 @@ from autograder.cells import TEST, check_calls, role
 from autograder.engine.check_report import Report
 from autograder.engine.spec import NOT_ATTEMPTED, Verdict
 from autograder.exercises import all_exercises
-from autograder.grading.handoffs import Prepared
+from autograder.grading.handoffs import WORKER_STOPPED, Prepared
 
 KEPT_CELL_METADATA = ("nbgrader", "deletable", "editable")
 
@@ -79,13 +79,12 @@ class UsePreparedRun(NbGraderPreprocessor):
                          "writer before each autograde.").tag(config=True)
 
     def preprocess(self, nb, resources):
-        data = self.prepared.get(resources["nbgrader"]["notebook"])
-        prepared = Prepared.from_json(data) if data else Prepared(
-            resources["nbgrader"]["student"], resources["nbgrader"]["assignment"],
-            resources["nbgrader"]["notebook"], status="missing", problems=[
-                "the grading worker stopped before preparing this notebook (its log is under "
-                "grading/work/logs/)"])
-        prepared.folder = (data or {}).get("folder", "")
+        info = resources["nbgrader"]
+        data = self.prepared.get(info["notebook"]) or {}
+        prepared = Prepared.from_json(data) if "status" in data else Prepared(
+            info["student"], info["assignment"], info["notebook"], status="missing",
+            problems=[WORKER_STOPPED.format(what="this notebook")])
+        prepared.folder = data.get("folder", "")
         executed = prepared.executed
         executed = nbformat.read(executed, as_version=4) if executed is not None else None
         if executed is not None and len(executed.cells) == len(nb.cells):

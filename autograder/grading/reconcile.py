@@ -39,6 +39,7 @@ import re
 from dataclasses import dataclass, field
 
 from nbformat import NotebookNode
+from nbgrader.utils import compute_checksum
 
 from autograder.cells import grade_id, without_hidden_tests
 
@@ -273,8 +274,6 @@ def reconcile(submitted: NotebookNode, release: NotebookNode) -> Reconciled:
 
 def _unchanged_since_release(cell: NotebookNode, meta: dict) -> bool:
     """True if the cell still matches the checksum nbgrader recorded when it was released."""
-    from nbgrader.utils import compute_checksum
-
     recorded = meta.get("checksum")
     if not recorded:
         return False

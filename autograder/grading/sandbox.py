@@ -11,9 +11,12 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from memcourse.paths import repo_root
 
 
 @functools.lru_cache(maxsize=1)
@@ -71,9 +74,7 @@ class Sandbox:
 
 def _must_see() -> list[Path]:
     """The Python installation and the course code every sandboxed process needs."""
-    import sys
-
-    repo = Path(__file__).resolve().parents[2]
+    repo = repo_root()
     found = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     found.add(repo)
     return sorted(found)

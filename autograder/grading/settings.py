@@ -37,6 +37,10 @@ from autograder import course
 from autograder.engine.limits import Limits
 from autograder.grading.preprocessors import HideHiddenTests, RestoreSubmission, UsePreparedRun
 
+# The one tag the executor would skip: nbclient's default, `skip-execution`, would let a
+# submission skip its own tests; nothing in the course uses this one.
+SKIP_TAG = "memcourse-instructor-skip"
+
 
 class GradingSettings(Configurable):
     """How many submissions run at once, and the time and memory each may use."""
@@ -60,7 +64,8 @@ class GradingSettings(Configurable):
         None where a flag was not given); a cell time limit of 0 becomes the course's
         `c.Execute.timeout` (nbgrader's default where the course sets none)."""
         config = course.load_config(root)
-        settings = base if base is not None else cls(config=config)
+        settings = cls(config=config) if base is None else \
+            cls(**{name: getattr(base, name) for name in base.trait_names(config=True)})
         for name, value in overrides.items():
             if value is not None:
                 setattr(settings, name, value)
@@ -71,8 +76,8 @@ class GradingSettings(Configurable):
 
     @property
     def workers(self) -> int:
-        """`jobs`, with 0 read as one per core."""
-        return self.jobs or os.cpu_count() or 1
+        """`jobs`, with 0 (or less) read as one per core."""
+        return self.jobs if self.jobs > 0 else os.cpu_count() or 1
 
     @property
     def kernel_limits(self) -> Limits:
@@ -95,10 +100,12 @@ SANITIZE_CHAIN: list[type] = [
 def grading_config(settings: GradingSettings | None = None) -> Config:
     """Every nbgrader setting `memcourse grade` changes, to merge over the course's config.
 
-    Cell tags such as `skip-execution` are never honoured: `c.Execute.skip_cells_with_tag` in
-    nbgrader_config.py names a tag no learner can add, and our executor inherits it.
+    Cell tags such as `skip-execution` are never honoured when grading: the executor skips only
+    cells tagged `SKIP_TAG`, and `RestoreSubmission` removes every tag before it runs. (The
+    course's nbgrader_config.py names the same tag for nbgrader's own Validate and autograde.)
     """
     c = Config()
+    c.Execute.skip_cells_with_tag = SKIP_TAG
     c.OverwriteCells.add_missing_cells = True  # a deleted test cell comes back, worth its points
     c.Autograde.sanitize_preprocessors = SANITIZE_CHAIN
     c.Autograde.autograde_preprocessors = [

@@ -42,10 +42,8 @@ from autograder.grading.sandbox import Sandbox
 from autograder.grading.settings import SANITIZE_CHAIN, GradingSettings, grading_config
 
 MAX_PROGRAM_RESTARTS = 4
-# What the zygote imports once, so the graded program and every check process fork warm
-# (nbgrader.utils, for the cells' roles, alone takes about 2 s).
-ZYGOTE_PRELOAD = ("autograder.exercises:all_exercises", "autograder.grading.rerun_answers",
-                  "nbgrader.utils")
+# What the zygote imports once, so the graded program and every check process fork warm.
+ZYGOTE_PRELOAD = ("autograder.exercises:all_exercises", "autograder.grading.rerun_answers")
 
 
 def job_config(job: Job) -> Config:
@@ -262,9 +260,8 @@ def check_outside(job: Job, outdir: Path, wrap) -> list[dict]:
             message = (f"`{names}` {problem}" if "ship_error" in record else
                        f"`{names}` could not be found after running your answer cells "
                        f"({problem})." if "missing" in record else problem)
-            verdicts = [Verdict(c.name, status, 0.0, c.points, message, c.verifies, c.hidden,
-                                c.hint) for c in checks]
-        calls.append({**record, "verdicts": [asdict(v) for v in verdicts]})
+            verdicts = [Verdict.from_check(c, status, 0.0, message) for c in checks]
+        calls.append({**record, "verdicts": [v.to_dict() for v in verdicts]})
     return calls
 
 

@@ -6,13 +6,19 @@ Every figure the benchmark reports is the median of several runs, printed with i
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy
 
 from memcourse.errors import CourseError
 
@@ -27,11 +33,6 @@ def run_measurement(module: str, args: list[str], what: str, timeout: float,
                     env: dict[str, str] | None = None) -> Any:
     """Run `python -m module args` (a fresh measuring process) and return the JSON it prints
     last; a failure becomes a sentence (a full disk an OSError), not the child's traceback."""
-    import errno
-    import json
-    import subprocess
-    import sys
-
     command = [sys.executable, "-m", module, *args]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     if done.returncode != 0:
@@ -177,10 +178,9 @@ def _disk(path: Path) -> str:
 
 def machine(path: Path) -> dict[str, str]:
     """What the numbers were measured on: CPU, cores, RAM, kernel, disk, software versions."""
-    import h5py
-    import numpy
-    import psutil
-    import torch
+    import h5py  # lazy: timing children of other formats run this module too
+    import psutil  # lazy: ~20 ms that `memcourse --help` and every measuring child would pay
+    import torch  # lazy: ~2 s; `memcourse --help` and every measuring child import this module
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {

@@ -10,8 +10,11 @@ workers hold while the consumer stalls on its first batch (`footprint.held_batch
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from autograder.exercises.bytes_in_flight import reference
@@ -28,8 +31,6 @@ class EagerHDF5Dataset:
     """Loads every image and label in `__init__`: as big as the data (the anti-pattern)."""
 
     def __init__(self, h5_path, transform=None):
-        import h5py
-
         with h5py.File(h5_path, "r") as f:
             self.images, self.labels = f["images"][:], f["labels"][:]
         self.transform = transform
@@ -38,6 +39,7 @@ class EagerHDF5Dataset:
         return len(self.images)
 
     def __getitem__(self, idx):
+        # lazy: ~2 s, only in the measuring child; the bench parent imports every section
         import torch
 
         image = torch.from_numpy(self.images[idx]).float() / 255
@@ -61,8 +63,7 @@ def _build_and_read_first(cls, path: str) -> int:
 
 def measure(h5_path: str, scratch: str, repeats: int) -> dict:
     """In a fresh process: the raw runs of every memory figure (MiB, bytes)."""
-    import h5py
-    import torch
+    import torch  # lazy: ~2 s, only in the measuring child; the bench parent imports every section
 
     # lazy: memcourse.footprint imports torch (~2 s), like the line above; only this child does
     from memcourse.footprint import H5Images, held_batch_bytes
@@ -168,10 +169,11 @@ def markdown(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
+    # lazy: matplotlib (~0.7 s) only to plot; use("Agg") at import would change others' backend
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: must come after matplotlib.use("Agg")
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.5, 3.4))
     for kind, marker in zip(res["kinds"], "os", strict=True):
@@ -198,9 +200,6 @@ def plot(res: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m memcourse_apps.bench.footprints H5 SCRATCH --repeats R`: the measuring process."""
-    import argparse
-    import json
-
     parser = argparse.ArgumentParser(prog="python -m memcourse_apps.bench.footprints")
     parser.add_argument("h5_path")
     parser.add_argument("scratch")

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,7 @@ import nbformat
 from autograder import cells, course
 from autograder.exercises import all_exercises
 from autograder.grading import build
+from autograder.grading.handoffs import Prepared
 from memcourse import data
 from memcourse_apps.bench.common import Stat, num, ratio, table
 
@@ -114,8 +117,6 @@ def _cpu_s() -> float:
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
         return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
-        import resource
-
         me, kids = resource.getrusage(resource.RUSAGE_SELF), \
             resource.getrusage(resource.RUSAGE_CHILDREN)
         return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
@@ -123,8 +124,6 @@ def _cpu_s() -> float:
 
 def grade_plain(root: Path, subs: Path, chosen: list[tuple[str, str, str]]) -> dict:
     """nbgrader's own autograde, serially, in this process; then its feedback, timed apart."""
-    import warnings
-
     warnings.filterwarnings("ignore", message=".*not in session.*")
     api = course.api(root)
     submitted = root / api.coursedir.submitted_directory
@@ -157,12 +156,12 @@ def grade_plain(root: Path, subs: Path, chosen: list[tuple[str, str, str]]) -> d
 
 def _phases(prepared: Path) -> dict | None:
     """Kernel / program re-run / checks seconds of one worker, as its prepared.json says."""
+    result = Prepared.load(prepared)
     try:
-        result = json.loads((prepared / "prepared.json").read_text())
-        seconds = result["seconds"]
-        return {"wall_s": float(result["wall_s"]), "kernel_s": float(seconds["kernel"]),
+        seconds = result.seconds
+        return {"wall_s": float(result.wall_s), "kernel_s": float(seconds["kernel"]),
                 "program_s": float(seconds["program"]), "checks_s": float(seconds["checks"])}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (AttributeError, KeyError, TypeError, ValueError):  # no result, or an older one
         return None
 
 
@@ -409,10 +408,11 @@ def markdown(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
+    # lazy: matplotlib (~0.7 s) only to plot; use("Agg") at import would change others' backend
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: must come after matplotlib.use("Agg")
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1.3]})
     labels = ["plain\nautograde", "plain autograde\n+ feedback", f"memcourse\n--jobs {res['jobs']}"]

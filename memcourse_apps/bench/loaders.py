@@ -13,11 +13,13 @@ threads contending for two busy cores, and the comparison is process against pro
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from autograder.exercises.hdf5_dataset import ReferenceHDF5Dataset
@@ -35,7 +37,7 @@ def random_rotation(image):
 
     As costly as decoding and augmenting a small JPEG: the CPU-bound work workers exist for.
     """
-    import torch
+    import torch  # lazy: ~2 s, only in the measuring child; the bench parent imports every section
 
     angle = float(torch.empty(()).uniform_(-0.5, 0.5))  # torch's RNG is seeded per worker
     img = image.numpy()
@@ -58,6 +60,7 @@ def random_rotation(image):
 
 def _loader_rate(ds, num_workers: int, samples: int) -> tuple[float, float]:
     """(seconds to the first batch, samples/s once running) of one shuffled pass."""
+    # lazy: ~2 s, only in the measuring child; the bench parent imports every section
     from torch.utils.data import DataLoader, RandomSampler
 
     sampler = RandomSampler(ds, num_samples=samples)
@@ -82,8 +85,6 @@ def _loader_rate(ds, num_workers: int, samples: int) -> tuple[float, float]:
 
 def _memmap_ceiling(h5_path: str, min_s: float = 0.3) -> float:
     """Samples/s copying each sample, in index order, out of a memmap of the file (warm)."""
-    import h5py
-
     with h5py.File(h5_path, "r") as f:
         dset = f["images"]
         offset, shape, dtype = dset.id.get_offset(), dset.shape, dset.dtype
@@ -104,7 +105,7 @@ def _memmap_ceiling(h5_path: str, min_s: float = 0.3) -> float:
 
 def measure(h5_path: str, repeats: int) -> dict:
     """All loader figures, interleaved over configurations so each sees the same load."""
-    import torch
+    import torch  # lazy: ~2 s, only in the measuring child; the bench parent imports every section
 
     torch.set_num_threads(1)
     fm.warm(h5_path)
@@ -180,10 +181,11 @@ def markdown(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
+    # lazy: matplotlib (~0.7 s) only to plot; use("Agg") at import would change others' backend
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: must come after matplotlib.use("Agg")
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, kind in zip(axes, ("light", "heavy"), strict=True):
@@ -205,8 +207,6 @@ def plot(res: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m memcourse_apps.bench.loaders")
     parser.add_argument("h5_path")
     parser.add_argument("--repeats", type=int, default=3)

@@ -13,6 +13,7 @@ The fresh processes run `python -m memcourse_apps.bench.reads trial|sequential .
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -67,7 +68,7 @@ def _layout(fmt: Format, path: Path) -> str:
     """The chunk shape of an HDF5 layout (what `chunks=True` chose matters), else ''."""
     if fmt.kind != "h5":
         return ""
-    import h5py
+    import h5py  # lazy: the timing children run this module; each loads only the format it times
 
     with h5py.File(path, "r") as f:
         chunks = f["images"].chunks
@@ -235,10 +236,11 @@ def markdown(res: dict) -> str:
 
 def plot(res: dict, path: Path) -> None:
     """Bars of ms per sample, warm and cold, log scale, with the two ceilings as lines."""
+    # lazy: matplotlib (~0.7 s) only to plot; use("Agg") at import would change others' backend
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: must come after matplotlib.use("Agg")
 
     rows = res["rows"]
     y = np.arange(len(rows))
@@ -266,8 +268,6 @@ def plot(res: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m memcourse_apps.bench.reads trial|sequential ...`: one timing process."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m memcourse_apps.bench.reads")
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("trial")

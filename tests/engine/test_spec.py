@@ -42,3 +42,10 @@ def test_from_check_takes_what_the_check_declares():
 ])
 def test_overall_status(statuses, expected):
     assert overall_status(statuses) == expected
+
+
+def test_a_verdict_from_another_version_loads_without_the_keys_it_does_not_know():
+    """Does from_dict ignore a key this version does not have (a results file from later)?"""
+    data = {"check": "c", "status": "passed", "points": 1.0, "max_points": 1.0,
+            "message": "ok", "severity": "high"}
+    assert Verdict.from_dict(data) == Verdict("c", "passed", 1.0, 1.0, "ok")

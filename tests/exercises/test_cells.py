@@ -76,3 +76,28 @@ def test_mark_scheme_is_read_and_removed():
           "=== BEGIN MARK SCHEME ===y=== END MARK SCHEME ==="
     assert cells.without_mark_scheme(two, all_space_after=True) == "z"
     assert cells.without_mark_scheme(two) == "\nz"
+
+
+def test_role_follows_nbgraders_own_rules_for_every_combination_of_flags():
+    """Is `role` what nbgrader's is_grade/is_solution/is_locked say, for every flag mix?"""
+    import itertools
+
+    import nbformat
+    from nbgrader.utils import is_grade, is_locked, is_solution
+
+    for kind, grade, solution, locked in itertools.product(
+            ("code", "markdown"), (None, False, True), (None, False, True), (None, False, True)):
+        meta = {k: v for k, v in (("grade", grade), ("solution", solution),
+                                  ("locked", locked)) if v is not None}
+        cell = nbformat.from_dict({"cell_type": kind, "metadata": {"nbgrader": meta},
+                                   "source": ""})
+        if kind != "code":
+            expected = cells.SKIP
+        elif is_grade(cell) and not is_solution(cell):
+            expected = cells.TEST
+        elif is_solution(cell) or is_locked(cell):
+            expected = cells.PROGRAM
+        else:
+            expected = cells.SKIP
+        assert cells.role(cell) == expected, meta
+        assert cells.role(dict(cell)) == expected, meta

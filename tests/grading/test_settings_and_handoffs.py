@@ -78,11 +78,15 @@ def test_prepared_groups_verdicts_by_cell_in_call_order(tmp_path):
 
 def test_a_record_from_an_earlier_version_still_loads():
     """Does a saved record with keys this version no longer writes load, defaults filled?"""
+    verdict = Verdict("x_values", FAILED, 0, 2, "wrong scale").to_dict()
     old = {"student": "s", "assignment": "a", "status": "graded", "score": 3.0,
            "max_score": 6.0, "flags": ["late", "late"], "problems": [], "cells": [],
-           "fingerprint": "f", "_verdict_cells": {"n": {}}}
+           "fingerprint": "f", "_verdict_cells": {"n": {"x_test": {"score": 0.0,
+                                                                   "verdicts": [verdict]}}}}
     record = Record.from_json(old)
     assert (record.score, record.missing_notebooks, record.fingerprint) == (3.0, [], "f")
+    # the verdicts an earlier version kept apart become the cell's, for refresh_scores
+    assert record.cells == [{"notebook": "n", "grade_id": "x_test", "verdicts": [verdict]}]
     assert record.to_json()["flags"] == ["late"]
     assert "fingerprint" not in record.to_json(with_fingerprint=False)
 
@@ -94,3 +98,33 @@ def test_a_new_record_carries_what_reading_the_submission_found():
     record.flags.append("x")
     assert (record.status, record.fingerprint, sub.flags) == ("invalid", "fp", ["late"])
     assert record.problems == ["uploaded late"]
+
+
+def test_settings_for_a_course_leave_the_callers_object_alone(tmp_path):
+    """Does for_course copy `base` rather than change it, and read jobs <= 0 as all cores?"""
+    base = GradingSettings(jobs=-1)
+    settings = GradingSettings.for_course(_course(tmp_path), base=base, jobs=None)
+    assert (base.cell_timeout_s, settings.cell_timeout_s) == (0, 77)
+    assert settings.workers >= 1
+
+
+def test_a_worker_that_stopped_early_still_gives_its_executed_outputs(tmp_path):
+    """Without prepared.json, are the kernel's outputs in executed.ipynb still used, and the
+    checked cells marked as not prepared, saying where the log is?"""
+    import nbformat
+
+    from autograder.grading.preprocessors import UsePreparedRun
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("print('hi')"),
+        nbformat.v4.new_code_cell("check_x(X)", metadata={"nbgrader": {
+            "grade": True, "solution": False, "grade_id": "x_test", "points": 2}})])
+    executed = nbformat.reads(nbformat.writes(nb), 4)
+    executed.cells[0].outputs = [nbformat.v4.new_output("stream", text="hi\n")]
+    nbformat.write(executed, tmp_path / "executed.ipynb")
+    pp = UsePreparedRun(prepared={"n": {"folder": str(tmp_path)}})
+    out, _ = pp.preprocess(nb, {"nbgrader": {"student": "s", "assignment": "a",
+                                             "notebook": "n"}})
+    assert out.cells[0].outputs[0]["text"] == "hi\n"
+    error = out.cells[1].outputs[0]
+    assert error["ename"] == "NotGraded" and "grading/work/logs/" in error["evalue"]
