@@ -20,6 +20,8 @@ import zipfile
 import nbformat
 import pytest
 
+from autograder.engine.limits import Limits
+from autograder.grading.handoffs import Job
 from autograder.grading.pipeline import grade
 from autograder.grading.settings import GradingSettings as Settings
 from tests.helpers import ROOT, copy_course
@@ -186,18 +188,18 @@ def test_a_failing_grader_step_is_one_sentence_and_keeps_the_credit(graded, tmp_
     _cell(nb, "lazy_npy_dataset_stays_small").metadata["nbgrader"]["points"] = "two"
     _write(tmp_path / "in" / f"{L}.ipynb", nb)
     root = graded["root"]
-    job = {"student": "s", "assignment": L, "notebook": L,
-           "submitted_notebook": str(tmp_path / "in" / f"{L}.ipynb"),
-           "submission_dir": str(tmp_path / "in"), "release_notebook": str(
-               root / "grading" / "work" / "release" / "release" / L / f"{L}.ipynb"),
-           "db_url": f"sqlite:///{root / 'grading' / 'gradebook.db'}",
-           "workdir": str(tmp_path / "run"), "outdir": str(tmp_path / "out"),
-           "scratch": str(tmp_path / "scratch"), "hide": [str(root / "solutions")],
-           "cell_timeout_s": 60, "notebook_timeout_s": 240,
-           "kernel_limits": {"memory_mib": 3072, "address_space_mib": 8192, "cpu_s": 600,
-                             "file_size_mib": 1024},
-           "check_limits": {}}
-    (tmp_path / "job.json").write_text(json.dumps(job))
+    job = Job(student="s", assignment=L, notebook=L,
+              submitted_notebook=str(tmp_path / "in" / f"{L}.ipynb"),
+              submission_dir=str(tmp_path / "in"), release_notebook=str(
+                  root / "grading" / "work" / "release" / "release" / L / f"{L}.ipynb"),
+              course_root=str(root), db_url=f"sqlite:///{root / 'grading' / 'gradebook.db'}",
+              workdir=str(tmp_path / "run"), outdir=str(tmp_path / "out"),
+              scratch=str(tmp_path / "scratch"), hide=[str(root / "solutions")],
+              cell_timeout_s=60, notebook_timeout_s=240,
+              kernel_limits=Limits(memory_mib=3072, address_space_mib=8192, cpu_s=600,
+                                   file_size_mib=1024),
+              check_limits=Limits())
+    job.write(tmp_path / "job.json")
     subprocess.run([sys.executable, "-m", "autograder.grading.worker",
                     str(tmp_path / "job.json")], cwd=ROOT, check=True, capture_output=True,
                    timeout=600)
