@@ -37,8 +37,9 @@ from autograder import cells, course
 from autograder.engine.richtext import BLUE, GREY, ORANGE, inline_code, show
 from autograder.exercises import all_exercises
 
-# The next hint each exercise's plain `hint(x)` shows, by exercise name (1-based).
-_next_level: dict[str, int] = {}
+# The next hint each plain `hint(x)` shows (1-based), by exercise and the learner objects it
+# names: the five self-assessment questions are one exercise but five ladders.
+_next_level: dict[tuple[str, tuple[str, ...]], int] = {}
 
 
 # ----------------------------------------------------------------------------- output
@@ -302,10 +303,10 @@ def hint_panel(exercise: Any, level: int | None = None) -> Panel:
                           "hint."])
         number = level
     else:
-        number = _next_level.get(ex.name, 1)
+        number = _next_level.get((ex.name, target.objects), 1)
     last_again = number > total
     number = min(number, total)
-    _next_level[ex.name] = number + 1
+    _next_level[(ex.name, target.objects)] = number + 1
     if last_again:
         after = (f"That was the last hint. `solution(\"{label}\")` shows the reference "
                  "solution (a spoiler).")

@@ -94,8 +94,12 @@ class Report:
                 f"{self.exercise.title}: not attempted yet. Write your code in place of "
                 "`raise NotImplementedError()`, run that cell, then run this one again.")
         failed = [v for v in self.verdicts if v.status != PASSED]
-        raise CheckFailed(f"{len(failed)} of {len(self.verdicts)} checks did not pass (see the "
-                          "messages above).")
+        # The messages again, in the error itself: nbgrader's Validate shows a failing cell's
+        # error and nothing it displayed, so this is all a learner who validates gets to read.
+        lines = [f"- {v.check.removeprefix(self.exercise.name + '_')}: {v.message}"
+                 for v in failed]
+        raise CheckFailed(f"{len(failed)} of {len(self.verdicts)} checks did not pass:\n"
+                          + "\n".join(lines))
 
 
 class _Progress:

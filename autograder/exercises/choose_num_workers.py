@@ -168,7 +168,7 @@ CHECKS = [
           act_zero_workers_when_fastest,
           _judge("zero_workers_when_fastest", True,
                  "0 is a worker count like any other: the main process loads the data itself."),
-          hidden=True, hint="Do not skip the key 0, and do not start counting at 1."),
+          hint="Do not skip the key 0, and do not start counting at 1."),
     Check("choose_num_workers_any_order", 1,
           "gives the same answer whatever order the table is in",
           act_any_order, _judge("any_order", True,

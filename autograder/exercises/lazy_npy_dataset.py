@@ -206,10 +206,11 @@ EXERCISE = Exercise(
         "is not one of them); `np.load(path)` reads one file; `torch.from_numpy(array).float() "
         "/ 255` makes the float32 image. `EagerNpyDataset` above does the same steps for every "
         "file at once.",
-        "`__init__`: keep the sorted paths, `np.load(folder / \"labels.npy\")` and the "
-        "transform. `__len__`: the number of paths. `__getitem__`: load `self.paths[idx]`, "
-        "convert it, apply the transform when there is one, return `(image, "
-        "int(self.labels[idx]))`.",
+        "`__init__`: keep the sorted paths (as `np.array(sorted(...))`: one buffer that forked "
+        "workers share, where a list of str objects is copied page by page as they read it), "
+        "`np.load(folder / \"labels.npy\")` and the transform. `__len__`: the number of "
+        "paths. `__getitem__`: load `self.paths[idx]`, convert it, apply the transform when "
+        "there is one, return `(image, int(self.labels[idx]))`.",
     ],
     make_fixtures=make_fixtures,
 )

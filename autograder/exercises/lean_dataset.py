@@ -504,12 +504,12 @@ CHECKS = [
                "first `__getitem__` and keep the handle in an attribute."),
     Check("lean_dataset_no_repeated_lookups", 1,
           "items are read without looking up `f['images']` again each time",
-          act_no_repeated_lookups, judge_no_repeated_lookups, fixtures=(SMALL,), hidden=True,
+          act_no_repeated_lookups, judge_no_repeated_lookups, fixtures=(SMALL,),
           hint="When you open the file, store `f['images']` (and `f['labels']`) in attributes "
                "and index those in `__getitem__`."),
     Check("lean_dataset_reads_only_the_sample", 1,
           "each item reads one image and at most one label from the file",
-          act_reads_only_the_sample, judge_reads_only_the_sample, fixtures=(SMALL,), hidden=True,
+          act_reads_only_the_sample, judge_reads_only_the_sample, fixtures=(SMALL,),
           hint="Read all labels once (they are small) or `labels[row]` per item, never "
                "`labels[:]` per item."),
     Check("lean_dataset_spawn_workers", 1,

@@ -248,7 +248,7 @@ CHECKS = [
           hint="`DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)`."),
     Check("measure_throughput_skips_start_up", 1,
           "the warm-up batch, which includes one-off start-up costs, is not timed",
-          act_skips_start_up, judge_skips_start_up, hidden=True, timeout_s=60,
+          act_skips_start_up, judge_skips_start_up, timeout_s=60,
           hint="Take one batch per worker (at least one) before you start the clock."),
     Check("measure_throughput_stops_at_the_end", 1,
           "a dataset shorter than `num_batches` batches is measured on the samples it has",

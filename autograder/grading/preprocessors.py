@@ -110,7 +110,8 @@ class UsePreparedRun(NbGraderPreprocessor):
 
 
 class HideHiddenTests(ClearHiddenTests):
-    """Remove hidden tests from cell sources and reduce tracebacks to one line."""
+    """Remove hidden tests from cell sources, reduce tracebacks to one line, and drop the bare
+    score a check cell carries for nbgrader's partial credit (the report above it says it)."""
 
     def preprocess_cell(self, cell, resources, cell_index):
         cell, resources = super().preprocess_cell(cell, resources, cell_index)
@@ -118,4 +119,10 @@ class HideHiddenTests(ClearHiddenTests):
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
                     output["traceback"] = [f"{output.get('ename')}: {output.get('evalue')}"]
+            if role(cell) == TEST and check_calls(cell.source):
+                # `verdict_outputs` ends a partly passed cell with its score as an execute
+                # result, which nbgrader's autograde reads as partial credit; in the feedback
+                # it would read `Out[11]: 2` under the report, a value no learner code made.
+                cell.outputs = [o for o in cell.get("outputs", [])
+                                if o.get("output_type") != "execute_result"]
         return cell, resources

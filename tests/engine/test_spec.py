@@ -49,3 +49,22 @@ def test_a_verdict_from_another_version_loads_without_the_keys_it_does_not_know(
     data = {"check": "c", "status": "passed", "points": 1.0, "max_points": 1.0,
             "message": "ok", "severity": "high"}
     assert Verdict.from_dict(data) == Verdict("c", "passed", 1.0, 1.0, "ok")
+
+
+def test_a_failed_check_cell_raises_with_every_failing_message():
+    """Does the error a failed check cell raises (all that nbgrader's Validate shows) carry
+    each failing check's message, and no passing one's?"""
+    from autograder.engine.check_report import CheckFailed, Report
+    from autograder.engine.spec import Exercise
+
+    exercise = Exercise("ds", "Dataset", ("Ds",), [])
+    report = Report(exercise, [
+        Verdict("ds_values", "failed", 0, 2, "`ds[0]` was 1/256 of the stored image"),
+        Verdict("ds_length", "passed", 1, 1, "fine"),
+        Verdict("ds_small", "limit_exceeded", 0, 1, "grew by 300 MiB")])
+    with pytest.raises(CheckFailed) as raised:
+        report.raise_for_status()
+    text = str(raised.value)
+    assert text.startswith("2 of 3 checks did not pass")
+    assert "- values: `ds[0]` was 1/256 of the stored image" in text
+    assert "- small: grew by 300 MiB" in text and "fine" not in text

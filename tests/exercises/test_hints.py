@@ -84,6 +84,16 @@ def test_ladders_are_kept_per_exercise(capsys):
     assert "Hint 3 of 3 for HDF5Dataset" in capsys.readouterr().out
 
 
+def test_each_question_of_the_self_assessment_has_its_own_ladder(capsys):
+    """Does hint("q4...") after hint("q1...") start at hint 1, and q1's go on at hint 2?"""
+    hints.hint("q1_hotspot_choice")
+    capsys.readouterr()
+    hints.hint("q4_hdf5_opens")
+    assert "Hint 1 of" in capsys.readouterr().out
+    hints.hint("q1_hotspot_choice")
+    assert "Hint 2 of" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("level", [0, 4, -1, "2", 2.0, True])
 def test_a_bad_level_gets_a_sentence_not_a_traceback(capsys, level):
     """Does a level outside 1..3 (or not a whole number) get a message naming the range?"""

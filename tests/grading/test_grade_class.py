@@ -346,6 +346,18 @@ def test_feedback_shows_messages_but_never_hidden_tests(graded):
     assert "divide by" in html or "divided by 256" in html
     assert "random_indices" not in html and "BEGIN HIDDEN" not in html
     assert "transform=flip" not in html
+    # the partly passed values cell scored 1 of 4; its bare score is not shown as `Out[7]: 1`
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert not re.search(r"Out\[\d+\]: [\d.]+ In \[", text)
+
+
+def test_the_partial_score_reaches_nbgrader_but_not_the_feedback(graded):
+    """Does the autograded notebook keep the partly passed cell's score for nbgrader, while the
+    feedback shows only the report?"""
+    autograded = graded["root"] / "grading" / "autograded" / "skip_tags" / A / f"{A}.ipynb"
+    cell = _cell(nbformat.read(autograded, as_version=4), "lazy_npy_dataset_values")
+    assert [o["data"]["text/plain"] for o in cell.outputs
+            if o["output_type"] == "execute_result"] == ["1"]
 
 
 def test_rerun_grades_nothing_again_unless_forced(graded):
