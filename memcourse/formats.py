@@ -1,9 +1,10 @@
 """Storage formats for notebook 04: write one dataset several ways, read it back, time it honestly.
 
 The writers store the same images (N, 3, H, W) uint8 and labels (N,) int64 as `.npy`, HDF5 (any
-layout), LMDB and Zarr. The page-cache helpers (`evict`, `resident_fraction`) make cold reads
-possible without root, and `random_read_trial` times random single-sample reads in a fresh
-Python process so that nothing the notebook has open or cached colours the result.
+layout), LMDB and Zarr; `open_reader` also reads a TileDB dense array. The page-cache helpers
+(`evict`, `resident_fraction`) make cold reads possible without root, and `random_read_trial`
+times random single-sample reads in a fresh Python process so that nothing the notebook has
+open or cached colours the result.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ LMDB_META_KEY = b"__meta__"
 LMDB_LABELS_KEY = b"__labels__"
 
 READ_KINDS = ("npy_memmap", "h5", "h5_memmap", "lmdb", "lmdb_no_readahead", "zarr")
+# One more kind that `open_reader` and the timing trials accept: a TileDB dense array whose only
+# attribute holds the images (notebook 04 writes it; `memcourse bench` does not time it).
+TILEDB_READ_KIND = "tiledb"
 
 
 def lmdb_key(index: int) -> bytes:
@@ -269,6 +273,24 @@ def readahead_kib(path: str | os.PathLike) -> int | None:
 # ----------------------------------------------------------------------------- readers
 
 
+def map_contiguous(path: str | os.PathLike, name: str = "images") -> np.memmap:
+    """A read-only NumPy map of HDF5 dataset `name` in `path`, bypassing HDF5 (notebook 04).
+
+    Only a contiguous, uncompressed dataset is one block of bytes in the file; `get_offset`
+    says where it starts. Raises ValueError for a chunked or compressed one. Open it lazily in
+    each process: a memmap kept on a Dataset is pickled whole into spawn workers.
+    """
+    import h5py  # lazy: each timing process loads only the format it times
+
+    with h5py.File(path, "r") as f:
+        dset = f[name]
+        offset, shape, dtype = dset.id.get_offset(), dset.shape, dset.dtype
+    if offset is None:
+        raise ValueError(f"{path}: {name} is chunked or compressed; only a contiguous, "
+                         "uncompressed dataset can be memory-mapped")
+    return np.memmap(path, mode="r", dtype=dtype, shape=shape, offset=offset)
+
+
 def open_reader(kind: str, path: str | os.PathLike) -> tuple[Callable[[int], np.ndarray],
                                                                Callable[[], None]]:
     """Open `path` for single-sample reads; return (get(i) -> a new array, close()).
@@ -289,15 +311,7 @@ def open_reader(kind: str, path: str | os.PathLike) -> tuple[Callable[[int], np.
             import hdf5plugin  # noqa: F401  (registers Blosc & co.; every reader needs it)
         return (lambda i: dset[i]), f.close
     if kind == "h5_memmap":
-        import h5py  # lazy: each timing process loads only the format it times
-
-        with h5py.File(path, "r") as f:
-            dset = f["images"]
-            offset, shape, dtype = dset.id.get_offset(), dset.shape, dset.dtype
-        if offset is None:
-            raise ValueError(f"{path}: images are chunked or compressed; only a contiguous, "
-                             "uncompressed dataset can be memory-mapped")
-        arr = np.memmap(path, mode="r", dtype=dtype, shape=shape, offset=offset)
+        arr = map_contiguous(path, "images")
         return (lambda i: np.array(arr[i])), arr._mmap.close
     if kind in ("lmdb", "lmdb_no_readahead"):
         import lmdb  # lazy: each timing process loads only the format it times
@@ -317,7 +331,14 @@ def open_reader(kind: str, path: str | os.PathLike) -> tuple[Callable[[int], np.
 
         z = zarr.open_array(path, mode="r")
         return (lambda i: z[i]), (lambda: None)
-    raise ValueError(f"unknown reader {kind!r}; choose one of {', '.join(READ_KINDS)}")
+    if kind == TILEDB_READ_KIND:
+        import tiledb  # lazy: a heavy library; each timing process loads only the format it times
+
+        array = tiledb.open(path, mode="r")
+        attr = array.schema.attr(0).name
+        return (lambda i: array[i][attr]), array.close
+    raise ValueError(f"unknown reader {kind!r}; choose one of "
+                     f"{', '.join((*READ_KINDS, TILEDB_READ_KIND))}")
 
 
 def time_reads(get: Callable[[int], Any], indices: Iterable[int],
@@ -457,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memcourse.formats")
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("trial")
-    p.add_argument("kind", choices=READ_KINDS)
+    p.add_argument("kind", choices=(*READ_KINDS, TILEDB_READ_KIND))
     p.add_argument("path")
     p.add_argument("--cold", required=True)
     p.add_argument("--warm", required=True)

@@ -43,8 +43,11 @@ class StepTimes:
 
 
 def train_steps(model: nn.Module, loader, steps: int, lr: float = 1e-2,
-                device: str = "cpu") -> StepTimes:
-    """Train for `steps` batches; time `next(loader)` (data) and forward+backward (compute)."""
+                device: str | torch.device = "cpu") -> StepTimes:
+    """Train for `steps` batches on `device`; time `next(loader)` plus the copy of the batch
+    to the device (data) apart from forward+backward (compute). The model is moved there."""
+    device = torch.device(device)
+    model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     times = StepTimes([], [], [])
@@ -59,13 +62,15 @@ def train_steps(model: nn.Module, loader, steps: int, lr: float = 1e-2,
             images, labels = next(iterator)
         images = images.to(device, non_blocking=True)
         labels = torch.as_tensor(labels).to(device, non_blocking=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the copy is asynchronous: count it as data time
         fetched = time.perf_counter()
         optimiser.zero_grad()
         loss = loss_fn(model(images), labels)
         loss.backward()
         optimiser.step()
+        times.losses.append(loss.item())  # .item() waits until the device has finished
         done = time.perf_counter()
         times.data_s.append(fetched - start)
         times.compute_s.append(done - fetched)
-        times.losses.append(loss.item())
     return times

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from autograder.course import repo_root
@@ -59,6 +60,22 @@ def _bench(args: argparse.Namespace) -> None:
     print(f"benchmark written: {out / 'results.md'}" + (f"; updated {readme}" if readme else ""))
 
 
+def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a number above zero, else one sentence saying what was given."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} is not above zero")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser; each subcommand's help is its function's job in one line."""
     parser = argparse.ArgumentParser(
@@ -96,15 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "results.json and report.md with the reason it was not graded.")
     p.add_argument("submissions", metavar="SUBMISSIONS", help="folder or .zip of submissions")
     p.add_argument("--out", metavar="DIR", required=True, help="where to write the results")
-    p.add_argument("--jobs", type=int, default=None, help="parallel workers (default: "
+    p.add_argument("--jobs", type=_positive(int), default=None, help="parallel workers (default: "
                    "c.GradingSettings.jobs in nbgrader_config.py, else one per core)")
-    p.add_argument("--cell-timeout", type=float, metavar="SECONDS", default=None,
+    p.add_argument("--cell-timeout", type=_positive(float), metavar="SECONDS", default=None,
                    help="time limit of one cell (default: c.Execute.timeout in "
                    "nbgrader_config.py)")
-    p.add_argument("--notebook-timeout", type=float, metavar="SECONDS", default=None,
+    p.add_argument("--notebook-timeout", type=_positive(float), metavar="SECONDS", default=None,
                    help="time limit of a whole notebook (default: "
                    "c.GradingSettings.notebook_timeout_s)")
-    p.add_argument("--memory", type=int, metavar="MIB", default=None,
+    p.add_argument("--memory", type=_positive(int), metavar="MIB", default=None,
                    help="memory of a notebook's kernel and its DataLoader workers together "
                    "(default: c.GradingSettings.kernel_memory_mib)")
     p.add_argument("--assignment", metavar="NAME", default=None, help="grade only this one")
@@ -128,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grading-repeats", type=int, default=2, metavar="N",
                    help="runs of each grader, alternating which goes first (default 2; each "
                         "run takes minutes)")
-    p.add_argument("--jobs", type=int, default=2, help="memcourse grade --jobs (default 2)")
+    p.add_argument("--jobs", type=_positive(int), default=2,
+                   help="memcourse grade --jobs (default 2)")
     p.add_argument("--assignment", action="append", metavar="NAME",
                    help="grade only these assignments (repeatable; default all)")
     p.add_argument("--readme", metavar="PATH", default=None,

@@ -44,3 +44,20 @@ def test_code_is_ruff_clean(repo):
     proc = subprocess.run([str(ruff), "check", *packages],
                           cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_what_to_use_when_sheet_matches_the_notebook(repo):
+    """Is docs/what_to_use_when.md's table the one in 06's closing section, and linked from the
+    README, so the page learners keep says what the course taught?"""
+    import nbformat
+
+    def rows(text: str) -> list[str]:
+        return [line.strip() for line in text.splitlines() if line.startswith("| ")]
+
+    sheet = rows((repo / "docs" / "what_to_use_when.md").read_text())
+    nb = nbformat.read(repo / "solutions" / "06_tradeoffs" / "06_tradeoffs.ipynb", as_version=4)
+    tables = [rows(c.source) for c in nb.cells
+              if c.cell_type == "markdown" and "| situation |" in c.source]
+    assert len(tables) == 1 and len(sheet) > 10, (len(tables), len(sheet))
+    assert tables[0] == sheet
+    assert "docs/what_to_use_when.md" in (repo / "README.md").read_text()

@@ -23,7 +23,12 @@ class CheckFailed(AssertionError):
 
 
 class Report:
-    """The verdicts of one call, renderable as HTML or plain text."""
+    """The verdicts of one call, renderable as HTML or plain text.
+
+    Its points are out of the whole test cell's: a visible call counts, besides its own checks,
+    the hidden checks that rerun them on other data at hand-in (`Check.extends`), so "3 / 6
+    points" in the notebook is the same 6 that nbgrader gives the cell.
+    """
 
     def __init__(self, exercise: Exercise, verdicts: list[Verdict]):
         self.exercise = exercise
@@ -34,8 +39,18 @@ class Report:
         return sum(v.points for v in self.verdicts)
 
     @property
+    def decided_at_hand_in(self) -> float:
+        """Points of the hidden checks that extend this call's visible checks and did not run."""
+        ran = {v.check for v in self.verdicts}
+        shown = {v.check for v in self.verdicts if not v.hidden}
+        return sum(c.points for c in self.exercise.checks
+                   if c.hidden and c.extends and c.name not in ran
+                   and f"{self.exercise.name}_{c.extends}" in shown)
+
+    @property
     def max_score(self) -> float:
-        return sum(v.max_points for v in self.verdicts)
+        """The cell's points: this call's checks plus those decided at hand-in."""
+        return sum(v.max_points for v in self.verdicts) + self.decided_at_hand_in
 
     def _rows(self) -> Iterable[tuple[Verdict, str, str]]:
         if self.status == NOT_ATTEMPTED:  # one line, not the same sentence once per check
@@ -52,7 +67,11 @@ class Report:
     def _points(self) -> str:
         if self.max_score == 0:  # format checks that give feedback but no points
             return "feedback only"
-        return f"{self.score:g} / {self.max_score:g} points"
+        later = self.decided_at_hand_in
+        if not later:
+            return f"{self.score:g} / {self.max_score:g} points"
+        return (f"{self.score:g} / {self.max_score:g} points ({later:g} of them decided when you "
+                "hand in, by hidden checks)")
 
     def __str__(self) -> str:
         lines = [f"{self.exercise.title}: {self._points()}"]

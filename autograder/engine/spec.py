@@ -36,6 +36,9 @@ class Check:
     hint: str = ""
     why: str = ""
     hidden: bool = False
+    # A hidden check reruns a visible one on other data: `extends` names that visible check
+    # (short name), so the visible call can say how many of its cell's points wait for hand-in.
+    extends: str = ""
     fixtures: tuple[str, ...] = ()
     timeout_s: float = 30.0
 

@@ -1,14 +1,16 @@
 """The course's Dataset contract, shared by every exercise that asks for a Dataset.
 
 `ds[i]` returns `(image, label)`: image a float32 tensor (3, H, W) equal to the stored uint8
-values / 255 (through `transform` if one is given), label equal to `labels[i]` (a Python int, a
-NumPy int64 or a 0-dim int64 tensor: what `default_collate` turns into the int64 batch
-`CrossEntropyLoss` needs). The transform is called once per item, in `__getitem__`, on that
-float32 (3, H, W) image, and its result is the image returned. `read_items` and `transform_pass`
-run in the child and record what the learner's dataset returned and what its transform
-received; the `judge_*` functions run in the parent and compare it with values they compute
-themselves. Each judge fails only for what it observed: a check that cannot see its property (no
-opens, no worker, a crash elsewhere) does not guess at another defect.
+values / 255, or the stored uint8 values themselves for the consumer to normalise (a quarter
+of the bytes in shared and pinned memory; notebooks 01 and 05), and label equal to `labels[i]`
+(a Python int, a NumPy int64 or a 0-dim int64 tensor: what `default_collate` turns into the
+int64 batch `CrossEntropyLoss` needs). The transform, if one is given, is called once per
+item, in `__getitem__`, on that (3, H, W) image, and its result is the image returned.
+`read_items`, `transform_pass` and `transform_result_pass` run in the child and record what
+the learner's dataset returned and what its transform received and returned; the `judge_*`
+functions run in the parent and compare it with values they compute themselves. Each judge
+fails only for what it observed: a check that cannot see its property (no opens, no worker, a
+crash elsewhere) does not guess at another defect.
 """
 
 from __future__ import annotations
@@ -193,6 +195,65 @@ class RecordingTransform:
         return x
 
 
+class FlippingTransform:
+    """A transform that flips the image left-right and keeps what it was given and returned.
+
+    The judge compares the dataset's image with the transform's own result, so this check
+    speaks only to "the transform's result is the image returned": a wrong scale fails the
+    checks on values and on the transform's input, not this one.
+    """
+
+    def __init__(self):
+        self.calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __call__(self, x):
+        out = x.flip(-1) if hasattr(x, "flip") else np.flip(np.asarray(x), -1).copy()
+        self.calls.append((_numbers(x).copy(), _numbers(out).copy()))
+        return out
+
+
+def transform_result_pass(ctx, build: Callable[[FlippingTransform], object],
+                          indices: Sequence[int]) -> dict:
+    """In the child: build the dataset with a flipping transform, read `indices`, and keep each
+    item's image (`item_<k>`) beside the transform's last input and output for that item."""
+    flip = FlippingTransform()
+    ds = build(flip)
+    items = []
+    for k, i in enumerate(indices):
+        start = len(flip.calls)
+        item = ctx.call(f"ds[{i}] with a transform", ds.__getitem__, i)
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            return {"indices": list(indices),
+                    "not_a_pair": f"ds[{i}] returned {type(item).__name__}, not an "
+                                  "(image, label) pair"}
+        ctx.save_array(f"item_{k}", _numbers(item[0]))
+        calls = flip.calls[start:]
+        items.append({"calls": len(calls)})
+        if calls:
+            ctx.save_array(f"transform_input_{k}", calls[-1][0])
+            ctx.save_array(f"transform_output_{k}", calls[-1][1])
+    return {"indices": list(indices), "items": items}
+
+
+def judge_transform_result(trace) -> None:
+    """Each item's image is what the transform returned for it, whatever it was given."""
+    for k, i in enumerate(_items(trace)):
+        if not trace.data["items"][k]["calls"]:
+            raise Fail(f"ds[{i}] never called the `transform` given to the constructor: call it "
+                       "on the image in `__getitem__` and return its result.")
+        got = trace.arrays[f"item_{k}"].astype(np.float64)
+        out = trace.arrays[f"transform_output_{k}"].astype(np.float64)
+        if got.shape == out.shape and np.allclose(got, out, atol=1e-6):
+            continue
+        given = trace.arrays[f"transform_input_{k}"].astype(np.float64)
+        if got.shape == given.shape and np.allclose(got, given, atol=1e-6):
+            raise Fail(f"ds[{i}][0] is the image the transform was given, not the one it "
+                       "returned (a left-right flip): return the transform's result.")
+        raise Fail(f"ds[{i}][0] is not what the transform returned (a left-right flip of the "
+                   "image it was given): call the transform last, after converting and "
+                   "scaling, and return its result unchanged.")
+
+
 def transform_pass(ctx, build: Callable[[RecordingTransform], object],
                    indices: Sequence[int]) -> dict:
     """In the child: build the dataset with a recording transform, read `indices`, and record
@@ -217,8 +278,20 @@ def _items(trace):
     return trace.data["indices"]
 
 
+# The image dtypes a Dataset may return: float32 in [0, 1], ready for the model, or the stored
+# uint8, four times smaller in shared and pinned memory, normalised by the consumer (01, 05).
+SHIPPED_DTYPES = ("float32", "uint8")
+
+
+def expected_image(stored_uint8: np.ndarray, dtype: str) -> np.ndarray:
+    """The image `ds[i]` should return as float64: the stored bytes when it ships uint8, else
+    the bytes / 255."""
+    stored = stored_uint8.astype(np.float64)
+    return stored if dtype == "uint8" else stored / 255
+
+
 def judge_types(trace, height: int, width: int) -> None:
-    """The image is a float32 tensor of shape (3, H, W); the label is an integer."""
+    """The image is a float32 or uint8 tensor of shape (3, H, W); the label is an integer."""
     for k, i in enumerate(_items(trace)):
         image, label = trace.data["kinds"][k]["image"], trace.data["kinds"][k]["label"]
         if image["tensor"] is False and label["tensor"] and len(label["shape"]) == 3:
@@ -226,10 +299,12 @@ def judge_types(trace, height: int, width: int) -> None:
         if not image["tensor"]:
             raise Fail(f"ds[{i}][0] is a {image['type']}; return a torch tensor "
                        "(for example `torch.from_numpy(array)`).")
-        if image["dtype"] != "float32":
-            advice = ("convert it with `.float()` and divide by 255" if image["dtype"] == "uint8"
-                      else "NumPy's `/ 255.0` makes float64; divide a float32 tensor instead")
-            raise Fail(f"ds[{i}][0] has dtype {image['dtype']}; models expect float32: {advice}.")
+        if image["dtype"] not in SHIPPED_DTYPES:
+            advice = ("NumPy's `/ 255.0` makes float64; divide a float32 tensor instead"
+                      if image["dtype"] == "float64" else "convert it with `.float()` and divide "
+                      "by 255")
+            raise Fail(f"ds[{i}][0] has dtype {image['dtype']}; return float32 in [0, 1], or "
+                       f"the stored uint8 for the consumer to normalise: {advice}.")
         if image["shape"] != [3, height, width]:
             layout = " (that is height, width, channels)" if image["shape"] == [
                 height, width, 3] else ""
@@ -237,21 +312,19 @@ def judge_types(trace, height: int, width: int) -> None:
                        f"(3, {height}, {width}): channels first, as stored in the file.")
 
 
-def judge_images(trace, expected_uint8: Callable[[int], np.ndarray],
-                 transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-    """Images equal the stored uint8 values / 255 (through `transform`)."""
+def judge_images(trace, expected_uint8: Callable[[int], np.ndarray]) -> None:
+    """Images equal the stored uint8 values / 255 as float32, or the stored values as uint8."""
     for k, i in enumerate(_items(trace)):
         got = trace.arrays[f"item_{k}"].astype(np.float64)
-        plain = expected_uint8(i).astype(np.float64) / 255
-        want = transform(plain) if transform is not None else plain
+        dtype = trace.data["kinds"][k]["image"]["dtype"]
+        want = expected_image(expected_uint8(i), dtype)
         if got.shape != want.shape:
             raise Fail(f"ds[{i}][0] has shape {tuple(got.shape)}; expected {tuple(want.shape)}.")
         if np.allclose(got, want, atol=1e-6):
             continue
-        if transform is not None and np.allclose(got, plain, atol=1e-6):
-            raise Fail(f"ds[{i}][0] is the image without the `transform` given to the "
-                       "constructor (a left-right flip): return the transform's result, "
-                       "applied once to the image.")
+        if dtype == "uint8":
+            raise Fail(f"ds[{i}][0] is a uint8 image but not sample {i}'s stored bytes "
+                       f"({int(np.sum(got != want))} values differ).")
         top = float(got.max()) if got.size else 0.0
         if top > 1.5:
             raise Fail(f"ds[{i}][0] has values up to {top:.0f}: divide the uint8 values by 255 "
@@ -280,8 +353,8 @@ def judge_labels(trace, expected_label: Callable[[int], int]) -> None:
 
 def judge_transform_input(trace, expected_uint8: Callable[[int], np.ndarray], height: int,
                           width: int) -> None:
-    """Each item called the transform once, in `__getitem__`, on its float32 (3, H, W) image
-    equal to the stored values / 255 (see `transform_pass`)."""
+    """Each item called the transform once, in `__getitem__`, on its (3, H, W) image: float32
+    equal to the stored values / 255, or the stored uint8 values (see `transform_pass`)."""
     data = trace.data
     if data["init_calls"]:
         raise Fail(f"`__init__` called the transform {data['init_calls']} time(s): apply it in "
@@ -300,14 +373,17 @@ def judge_transform_input(trace, expected_uint8: Callable[[int], np.ndarray], he
         if not kind["tensor"]:
             raise Fail(f"{seen}; give it the image as the torch tensor `__getitem__` returns "
                        "(after `torch.from_numpy(...).float() / 255`).")
-        if kind["dtype"] != "float32":
+        if kind["dtype"] not in SHIPPED_DTYPES:
             raise Fail(f"{seen}: apply it after the conversion to float32 and the division by "
                        "255, to the image `__getitem__` returns.")
         if kind["shape"] != [3, height, width]:
             raise Fail(f"{seen}; it should get the (3, {height}, {width}) image, channels "
                        "first, as `__getitem__` returns it.")
         got = trace.arrays[f"transform_input_{k}"].astype(np.float64)
-        want = expected_uint8(i).astype(np.float64) / 255
+        want = expected_image(expected_uint8(i), kind["dtype"])
+        if kind["dtype"] == "uint8" and (got.shape != want.shape or not np.array_equal(got, want)):
+            raise Fail(f"the uint8 image the transform received from ds[{i}] is not "
+                       f"images[{i}] as stored.")
         if got.shape != want.shape or not np.allclose(got, want, atol=1e-6):
             top = float(got.max()) if got.size else 0.0
             if top > 1.5:
@@ -388,8 +464,8 @@ def judge_loader(trace, expected_uint8: Callable[[int], np.ndarray], labels: np.
     index_of = {int(label): i for i, label in enumerate(labels)}
     for label, total in zip(got.tolist(), sums.tolist(), strict=True):
         i = index_of[label]
-        want = float((expected_uint8(i).astype(np.float64) / 255).sum())
-        if abs(total - want) > 1e-3 * max(1.0, abs(want)):
+        stored = float(expected_uint8(i).astype(np.float64).sum())
+        if all(abs(total - want) > 1e-3 * max(1.0, abs(want)) for want in (stored / 255, stored)):
             if as_main:
                 return
             also = " (and from what `ds[i]` returns in the main process)" \

@@ -227,7 +227,7 @@ CHECKS = [
                "the batch in use plus `num_workers x prefetch_factor` prefetched ones."),
     Check("bytes_in_flight_edge_cases", 1,
           "num_workers=0, pin_memory=True, other dtypes and shapes",
-          act_edge_cases, judge_edge_cases, hidden=True, timeout_s=60,
+          act_edge_cases, judge_edge_cases, hidden=True, extends="values", timeout_s=60,
           hint="Without workers nothing is prefetched, but the batch in use still exists; "
                "pinning makes one extra copy."),
     Check("bytes_in_flight_matches_measurement", 2,

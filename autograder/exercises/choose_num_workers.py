@@ -173,20 +173,19 @@ CHECKS = [
           "gives the same answer whatever order the table is in",
           act_any_order, _judge("any_order", True,
                                 "Do not rely on the order of the dict: compare the keys."),
-          hidden=True,
+          hidden=True, extends="picks_the_fastest",
           hint="Use `min(...)` over the qualifying keys, not the first qualifying key you meet."),
     Check("choose_num_workers_honours_tolerance", 1,
           "uses the `tolerance` argument",
           act_honours_tolerance, _judge("honours_tolerance", True,
                                         "Use the `tolerance` argument, not a fixed 5%."),
-          hidden=True, hint="The threshold is `(1 - tolerance) * best`."),
+          hint="The threshold is `(1 - tolerance) * best`."),
     Check("choose_num_workers_beyond_the_cores_only_when_faster", 1,
           "goes past the core count only when that is clearly faster",
           act_beyond_the_cores_only_when_faster,
           _judge("beyond_the_cores_only_when_faster", True,
                  "Let the measurement decide: no fixed cap on the count, and no preference "
                  "for more workers when they are not clearly faster."),
-          hidden=True,
           hint="The tolerance rule already stays at the core count when more workers barely "
                "help, and goes further when they help a lot; do not clamp to `os.cpu_count()`."),
 ]

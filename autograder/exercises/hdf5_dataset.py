@@ -86,8 +86,8 @@ class ReferenceHDF5Dataset:
 
 def _build(ctx, submission, path, **kwargs):
     transform = kwargs.get("transform")
-    args = "" if transform is None else ", transform=flip" if transform is _flip \
-        else ", transform=record"
+    args = "" if transform is None else ", transform=flip" \
+        if isinstance(transform, contract.FlippingTransform) else ", transform=record"
     return ctx.call(f"{SUBJECT}(h5_path{args})", submission[SUBJECT], str(path), **kwargs)
 
 
@@ -113,13 +113,9 @@ def act_random_indices(ctx, submission):
     return contract.read_items(ctx, ds, [int(i) for i in order])
 
 
-def _flip(x):
-    return x.flip(-1)
-
-
 def act_transform(ctx, submission):
-    ds = _build(ctx, submission, ctx.fixtures[SMALL], transform=_flip)
-    return contract.read_items(ctx, ds, [5, 40])
+    return contract.transform_result_pass(
+        ctx, lambda flip: _build(ctx, submission, ctx.fixtures[SMALL], transform=flip), [5, 40])
 
 
 def act_transform_input(ctx, submission):
@@ -232,7 +228,7 @@ def judge_random_indices(trace) -> None:
 
 
 def judge_transform(trace) -> None:
-    contract.judge_images(trace, _image, transform=lambda a: a[..., ::-1])
+    contract.judge_transform_result(trace)
 
 
 def judge_transform_input(trace) -> None:
@@ -298,8 +294,8 @@ def judge_picklable(trace) -> None:
         if f"{when}_read_error" in data:
             raise Fail(f"a copy unpickled {words} raised {data[f'{when}_read_error']} at "
                        "`copy[3]`: a copy must open its own handle the first time it reads.")
-        got, want = trace.arrays[f"copy_{when}"].astype(np.float64), \
-            _image(3).astype(np.float64) / 255
+        got = trace.arrays[f"copy_{when}"].astype(np.float64)
+        want = contract.expected_image(_image(3), "uint8" if got.max(initial=0) > 1.5 else "")
         if got.shape == want.shape and np.allclose(got, want, atol=1e-6) \
                 and data[f"{when}_label"] == _label(3):
             continue
@@ -330,11 +326,12 @@ CHECKS = [
            judge_length, fixtures=(SMALL,),
            hint="Read `len(f['labels'])` once in `__init__` (inside `with h5py.File(...)`)."),
     _check("random_indices", 1, "any index returns its own image and label", act_random_indices,
-           judge_random_indices, fixtures=(SMALL,), hidden=True,
+           judge_random_indices, fixtures=(SMALL,), hidden=True, extends="values",
            hint="Index the file's datasets with the index you were given, nothing else."),
     _check("transform", 0.5, "the `transform`'s result is the image returned", act_transform,
-           judge_transform, fixtures=(SMALL,), hidden=True,
-           hint="Keep `transform` in `__init__` and apply it to the image when it is not None."),
+           judge_transform, fixtures=(SMALL,),
+           hint="Keep `transform` in `__init__`; in `__getitem__`, when it is not None, call it "
+                "last, on the float image, and return what it returns."),
     _check("transform_input", 0.5,
            "`ds[i]` calls the transform once, on the float32 (3, H, W) image images[i] / 255",
            act_transform_input, judge_transform_input, fixtures=(SMALL,),

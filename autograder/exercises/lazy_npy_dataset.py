@@ -63,12 +63,9 @@ def act_length(ctx, submission):
 
 
 def act_transform(ctx, submission):
-    def flip(x):
-        return x.flip(-1)
-
-    ds = ctx.call(f"{SUBJECT}(folder, transform=flip)", submission[SUBJECT],
-                  ctx.fixtures[SMALL], transform=flip)
-    return contract.read_items(ctx, ds, [3, 21])
+    return contract.transform_result_pass(
+        ctx, lambda flip: ctx.call(f"{SUBJECT}(folder, transform=flip)", submission[SUBJECT],
+                                   ctx.fixtures[SMALL], transform=flip), [3, 21])
 
 
 def act_transform_input(ctx, submission):
@@ -128,7 +125,7 @@ def judge_length(trace) -> None:
 
 
 def judge_transform(trace) -> None:
-    contract.judge_images(trace, _image, transform=lambda a: a[..., ::-1])
+    contract.judge_transform_result(trace)
 
 
 def judge_transform_input(trace) -> None:
@@ -174,9 +171,9 @@ CHECKS = [
           hint="List the files matching `[0-9]*.npy` once in `__init__`; `labels.npy` is not a "
                "sample."),
     Check("lazy_npy_dataset_transform", 0.5, "the `transform`'s result is the image returned",
-          act_transform, judge_transform, fixtures=(SMALL,), hidden=True,
-          hint="Store `transform` in `__init__` and call it on the image in `__getitem__` when "
-               "it is not None."),
+          act_transform, judge_transform, fixtures=(SMALL,),
+          hint="Store `transform` in `__init__`; in `__getitem__`, when it is not None, call "
+               "it last, on the float image, and return what it returns."),
     Check("lazy_npy_dataset_transform_input", 0.5,
           "`ds[i]` calls the transform once, on the float32 (3, H, W) image: the file / 255",
           act_transform_input, judge_transform_input, fixtures=(SMALL,),
@@ -184,6 +181,7 @@ CHECKS = [
                "`self.transform(image)` once, in `__getitem__`."),
     Check("lazy_npy_dataset_random_indices", 1, "any index returns its own file and label",
           act_random_indices, judge_random_indices, fixtures=(SMALL,), hidden=True,
+          extends="values",
           hint="Sort the file names so index i is file i."),
     Check("lazy_npy_dataset_one_file_per_item", 0.5,
           "each `ds[i]` opens one file, its own", act_one_file_per_item,

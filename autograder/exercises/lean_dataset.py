@@ -491,6 +491,7 @@ CHECKS = [
           hint="Load the index once in `__init__` and return its length."),
     Check("lean_dataset_random_indices", 1, "any index returns SlowDataset's sample and label",
           act_random_indices, judge_random_indices, fixtures=(SMALL,), hidden=True,
+          extends="values",
           hint="Map position i to the file's row with the index loaded in `__init__`."),
     Check("lean_dataset_lazy_open", 0.5,
           "`__init__` leaves the HDF5 file closed: it is opened on the first item",
@@ -520,7 +521,7 @@ CHECKS = [
                "worker opens its own."),
     Check("lean_dataset_stays_small", 1,
           "reading every item keeps memory flat (32 MiB of test images)",
-          act_stays_small, judge_stays_small, fixtures=(BIG,), hidden=True, timeout_s=60,
+          act_stays_small, judge_stays_small, fixtures=(BIG,), timeout_s=60,
           hint="Read one row per `__getitem__` and do not keep it; never `images[:]`."),
 ]
 

@@ -103,8 +103,8 @@ class ReferenceLMDBDataset:
 
 def _make(ctx, submission, fixture=SMALL, **kwargs):
     transform = kwargs.get("transform")
-    args = "" if transform is None else ", transform=record" \
-        if isinstance(transform, contract.RecordingTransform) else ", transform=flip"
+    args = "" if transform is None else ", transform=flip" \
+        if isinstance(transform, contract.FlippingTransform) else ", transform=record"
     return ctx.call(f"{SUBJECT}(lmdb_path{args})", submission[SUBJECT], str(ctx.fixtures[fixture]),
                     **kwargs)
 
@@ -118,10 +118,8 @@ def act_length(ctx, submission):
 
 
 def act_transform(ctx, submission):
-    def flip(x):
-        return x.flip(-1)
-
-    return contract.read_items(ctx, _make(ctx, submission, transform=flip), [3, 21])
+    return contract.transform_result_pass(
+        ctx, lambda flip: _make(ctx, submission, transform=flip), [3, 21])
 
 
 def act_transform_input(ctx, submission):
@@ -239,11 +237,11 @@ def act_spawn_workers(ctx, submission):
 # ----------------------------------------------------------------------------- in the parent
 
 
-def _compare(trace, transform=None) -> None:
+def _compare(trace) -> None:
     images, labels = expected(SMALL)
     _, height, width = _SHAPES[SMALL]
     contract.judge_types(trace, height, width)
-    contract.judge_images(trace, lambda i: images[i], transform)
+    contract.judge_images(trace, lambda i: images[i])
     contract.judge_labels(trace, lambda i: int(labels[i]))
 
 
@@ -259,7 +257,7 @@ def judge_length(trace) -> None:
 
 
 def judge_transform(trace) -> None:
-    _compare(trace, transform=lambda a: a[..., ::-1])
+    contract.judge_transform_result(trace)
 
 
 def judge_transform_input(trace) -> None:
@@ -398,8 +396,9 @@ CHECKS = [
           act_length, judge_length, fixtures=(SMALL,),
           hint="Read the length from the metadata (or the labels) once in `__init__`."),
     Check("lmdb_dataset_transform", 0.5, "the `transform`'s result is the image returned",
-          act_transform, judge_transform, fixtures=(SMALL,), hidden=True,
-          hint="Store `transform` and call it on the float image when it is not None."),
+          act_transform, judge_transform, fixtures=(SMALL,),
+          hint="Store `transform`; in `__getitem__`, when it is not None, call it last, on "
+               "the float image, and return what it returns."),
     Check("lmdb_dataset_transform_input", 0.5,
           "`ds[i]` calls the transform once, on the float32 (3, H, W) image: stored bytes / 255",
           act_transform_input, judge_transform_input, fixtures=(SMALL,),
@@ -407,6 +406,7 @@ CHECKS = [
                "`self.transform(image)` once, in `__getitem__`."),
     Check("lmdb_dataset_random_indices", 1, "any index returns its own image and label",
           act_random_indices, judge_random_indices, fixtures=(SMALL,), hidden=True,
+          extends="values",
           hint="Build the key from the index you were given: `lmdb_key(idx)`."),
     Check("lmdb_dataset_lazy_open", 1,
           "`__init__` leaves no environment open and the new dataset pickles",
@@ -419,7 +419,7 @@ CHECKS = [
           hint="`if self._env is None: self._env = lmdb.open(...)`, then reuse `self._env`."),
     Check("lmdb_dataset_stays_small", 1,
           "building the dataset and reading every sample keeps private memory flat",
-          act_stays_small, judge_stays_small, fixtures=(BIG,), hidden=True, timeout_s=90,
+          act_stays_small, judge_stays_small, fixtures=(BIG,), timeout_s=90,
           hint="Keep the path, the shape and the labels; fetch one value per `__getitem__`."),
     Check("lmdb_dataset_picklable_after_use", 1,
           "after `ds[0]` the dataset still pickles, and the copy reads correctly",

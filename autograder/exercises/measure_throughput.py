@@ -253,12 +253,13 @@ CHECKS = [
     Check("measure_throughput_stops_at_the_end", 1,
           "a dataset shorter than `num_batches` batches is measured on the samples it has",
           act_stops_at_the_end, judge_stops_at_the_end, hidden=True,
+          extends="samples_per_second",
           hint="Loop with `zip(range(num_batches), batches)` or a `for` loop with a counter and "
                "`break`; count `len(images)` of each batch."),
     Check("measure_throughput_reads_what_it_is_asked", 1,
           "with 0 workers, reads one warm-up batch plus `num_batches` batches of "
           "`batch_size`, no more",
-          act_reads_what_it_is_asked, judge_reads_what_it_is_asked, hidden=True,
+          act_reads_what_it_is_asked, judge_reads_what_it_is_asked,
           hint="Pass `batch_size` to the DataLoader and stop after `num_batches` timed batches."),
 ]
 

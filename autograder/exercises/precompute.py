@@ -334,7 +334,7 @@ CHECKS = [
           hint="`dst.create_dataset('labels', data=src['labels'][:])`: labels are small."),
     Check("precompute_any_transform", 1,
           "works for another input shape and a transform with another output shape and dtype",
-          act_odd, judge_any_transform, fixtures=(ODD,), hidden=True,
+          act_odd, judge_any_transform, fixtures=(ODD,), hidden=True, extends="values",
           hint="Nothing about the output may be fixed in advance: take shape and dtype from "
                "what `transform` returns, and accept `str` paths as well as `Path`s."),
     Check("precompute_layout", 1, "`images` is stored in a layout fit for per-sample reads",
@@ -348,7 +348,7 @@ CHECKS = [
                "(or a small block) at a time; never `images[:]` and never a list of all outputs."),
     Check("precompute_faster", 1,
           "a shuffled epoch over the precomputed file takes at most half the on-the-fly epoch",
-          act_faster, judge_faster, fixtures=(TIMED,), hidden=True, timeout_s=90,
+          act_faster, judge_faster, fixtures=(TIMED,), timeout_s=90,
           hint="Per-sample chunks make each read one small, cheap chunk."),
 ]
 

@@ -111,7 +111,7 @@ CHECKS = [
           hint="h5py needs increasing indices: `np.unique(indices, return_inverse=True)` gives "
                "the sorted unique ones and how to put them back."),
     Check("read_batch_repeats", 1, "repeated indices give repeated rows", act_repeated,
-          _judge_batch, fixtures=(SMALL,), hidden=True,
+          _judge_batch, fixtures=(SMALL,), hidden=True, extends="shuffled",
           hint="h5py refuses repeated indices; read each distinct index once and repeat rows "
                "afterwards."),
     Check("read_batch_no_full_read", 1, "only the requested rows are read", act_no_full_read,

@@ -219,6 +219,7 @@ def _checks() -> list[Check]:
                          hint=f"Set `{q.variable}` in the cell above and run that cell again."))
         out.append(Check(f"self_assessment_{q.topic}", 1, f"`{q.variable}` is right",
                          act_read_answer, judge_answer, hidden=True, timeout_s=20,
+                         extends=f"{q.topic}_form",
                          hint="Re-read the question and the section of the course it names."))
     return out
 

@@ -237,7 +237,7 @@ CHECKS = [
                "would count the shared array four times, USS not at all."),
     Check("tree_pss_grandchildren", 1,
           "a tree several levels deep: every descendant counted", act_grandchildren,
-          judge_grandchildren, hidden=True,
+          judge_grandchildren, hidden=True, extends="shared_pages",
           hint="`children(recursive=True)` returns children, grandchildren and so on; "
                "`children()` alone returns only the first level."),
 ]

@@ -306,6 +306,7 @@ CHECKS = [
     Check("write_for_random_access_other_shape", 1,
           "another image size and sample count are written exactly, with whole-sample chunks",
           act_other_shape, judge_other_shape, fixtures=(ODD,), hidden=True,
+          extends="values",
           hint="Take every size from `images.shape`; hard-code nothing."),
     Check("write_for_random_access_read_time", 2,
           "random single-sample reads are about as fast as from one sample per chunk",

@@ -21,6 +21,7 @@ nbgrader's autograde copies the candidate into `submitted/` as its own layout re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -135,6 +136,19 @@ def _collect_zip(zip_path: Path, root: Path, staging: Path,
             result.late.add((student, owner))
     result.layout.mkdir(parents=True, exist_ok=True)
     return result
+
+
+def _grading_conditions(staged: build.StagedCourse, assignment: str,
+                        settings: GradingSettings) -> str:
+    """What besides the learner's files decides a grade: the instructor's notebooks (tests,
+    hidden tests and points) and the limits. A rerun re-grades a submission when any changed."""
+    digest = hashlib.sha256()
+    for path in sorted(staged[assignment].source.rglob("*.ipynb")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    limits = (settings.cell_timeout_s, settings.notebook_timeout_s, settings.kernel_limits,
+              settings.check_limits)
+    digest.update(repr(limits).encode())
+    return digest.hexdigest()
 
 
 def _prepare_course(root: Path, staging: Path, assignments: list[str]) -> build.StagedCourse:
@@ -288,9 +302,11 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     todo: list[tuple[Submission, list[Attempt]]] = []
     records: dict[str, Record] = {}
     fingerprints: dict[str, str] = {}  # what each record graded: a rerun skips it if unchanged
+    conditions = {a: _grading_conditions(staged, a, settings) for a in chosen}
     for sub in found:
         record_path = records_dir / f"{sub.student}__{sub.assignment}.json"
-        fingerprint = fingerprints[sub.key] = sub.fingerprint()
+        fingerprint = fingerprints[sub.key] = hashlib.sha256(
+            (sub.fingerprint() + conditions[sub.assignment]).encode()).hexdigest()
         if not force and record_path.exists():
             old = Record.from_json(json.loads(record_path.read_text()))
             if old.fingerprint == fingerprint and old.status != "error":

@@ -19,7 +19,7 @@ from traitlets import Dict
 
 from autograder.cells import TEST, check_calls, role
 from autograder.engine.check_report import Report
-from autograder.engine.spec import NOT_ATTEMPTED, Verdict
+from autograder.engine.spec import NOT_ATTEMPTED, Exercise, Verdict
 from autograder.exercises import all_exercises
 from autograder.grading.handoffs import WORKER_STOPPED, Prepared
 
@@ -42,12 +42,16 @@ def verdict_outputs(calls: list[dict], max_points: float) -> list[NotebookNode]:
     """The outputs that show a cell's verdicts and make nbgrader give exactly their score."""
     exercises = all_exercises()
     verdicts = [Verdict.from_dict(v) for call in calls for v in call["verdicts"]]
-    outputs = []
+    # One report per exercise, visible and hidden verdicts together: its points are the cell's.
+    by_exercise: dict[str, tuple[Exercise, list[Verdict]]] = {}
     for call in calls:
         exercise = exercises.get(call["function"])
-        if exercise is None or not call["verdicts"]:
-            continue
-        report = Report(exercise, [Verdict.from_dict(v) for v in call["verdicts"]])
+        if exercise is not None and call["verdicts"]:
+            by_exercise.setdefault(exercise.name, (exercise, []))[1].extend(
+                Verdict.from_dict(v) for v in call["verdicts"])
+    outputs = []
+    for exercise, its_verdicts in by_exercise.values():
+        report = Report(exercise, its_verdicts)
         outputs.append(NotebookNode(output_type="display_data", metadata={}, data={
             "text/html": report._repr_html_(), "text/plain": str(report)}))
     score = round(sum(v.points for v in verdicts), 6)

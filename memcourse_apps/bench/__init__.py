@@ -1,11 +1,12 @@
 """`memcourse bench`: what every technique the course teaches costs, measured on this machine.
 
 Four sections, each a module: `reads` (random reads per storage format against a sequential
-read of the same bytes), `loaders` (the reference HDF5Dataset through a DataLoader against a
-warm memmap), `footprints` (eager against lazy memory, bytes in flight predicted against
-measured) and `grading` (`memcourse grade --jobs 2` against plain nbgrader). Every figure is a
-median of several runs with its range, and every comparison is a ratio measured in the same run,
-because the machines this runs on are shared and absolute times wander.
+read of the same bytes), `loaders` (the reference HDF5Dataset, and notebook 05's batch-request
+uint8 loader, through a DataLoader against a warm memmap), `footprints` (eager against lazy
+memory, bytes in flight predicted against measured) and `grading` (`memcourse grade --jobs 2`
+against plain nbgrader). Every figure is a median of several runs with its range, and every
+comparison is a ratio measured in the same run, because the machines this runs on are shared
+and absolute times wander.
 
 Writes `results.md`, `results.json` and one PNG per section into the output folder, and, when
 asked, replaces the block between `<!-- bench:start -->` and `<!-- bench:end -->` in a README.
@@ -72,8 +73,10 @@ def run_bench(size: str = "small", out: Path | None = None, sections: tuple[str,
         if "loaders" in sections:
             from memcourse_apps.bench import loaders  # lazy: a section is its own child
 
-            progress(f"loaders: {repeats} passes of 0, 1, 2, 4 workers, light and heavy")
-            results["loaders"] = loaders.run(h5_path, repeats)
+            progress(f"loaders: {repeats} passes of 0, 1, 2, 4 workers, light and heavy, "
+                     "and batch requests")
+            results["loaders"] = loaders.run(h5_path, repeats, scratch / "loaders")
+            shutil.rmtree(scratch / "loaders", ignore_errors=True)  # a copy of the dataset
         if "memory" in sections:
             from memcourse_apps.bench import footprints  # lazy: a section is its own child
 
@@ -169,6 +172,14 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
                          "warm memmap ceiling",
                          f"{r['light'][k].fmt()} samples/s = "
                          f"{r['light_share'][k].fmt(2)} of ceiling"))
+        for k in sorted(r["batch"]):
+            rows.append((f"batch-request uint8 loader (notebook 05's fast path), "
+                         f"num_workers={k}", "warm memmap ceiling",
+                         f"{r['batch'][k].fmt()} samples/s = "
+                         f"{r['batch_share'][k].fmt(2)} of ceiling"))
+        rows.append(("batch-request uint8 loader mapped with get_offset, num_workers=0",
+                     "warm memmap ceiling", f"{r['batch_mapped'].fmt()} samples/s = "
+                     f"{r['batch_mapped_share'].fmt(2)} of ceiling"))
         rows.append(("CPU-bound transform: 2 workers", "0 workers",
                      f"{r['heavy_speedup_2v0'].fmt(2)}x faster"))
     if "memory" in results:

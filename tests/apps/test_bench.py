@@ -4,17 +4,25 @@ numbers are the benchmark's business, not the tests'.) Plus the helpers it build
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import subprocess
 import sys
 
+import h5py
 import nbformat
+import numpy as np
 import pytest
 
 from autograder import cells
 from memcourse_apps.bench import README_END, README_START, BenchError, update_readme
 from memcourse_apps.bench.common import Stat, ratio
 from memcourse_apps.bench.grading import _answered, make_submission, plan
+from memcourse_apps.bench.loaders import (
+    BatchRequestDataset,
+    MappedBatchDataset,
+    write_one_row_per_sample,
+)
 from tests.helpers import ROOT
 
 A = "03_on_the_fly_loading"
@@ -39,6 +47,9 @@ def test_bench_smoke_run_on_tiny_writes_every_output(tmp_path):
                     "## 3. Memory", "## 4. Grading throughput"):
         assert heading in results
     assert re.search(r"^grading speed-up vs plain nbgrader: \d+\.\dx$", results, re.M)
+    assert "### The fast path: one request per batch, uint8" in results
+    assert re.search(r"^\*\*Best batch-request loader: [\d.]+ .* of the warm memmap ceiling\*\*",
+                     results, re.M)
     assert "load average" in results and "CPU:" in results
     for name in ("reads", "loaders", "memory", "grading"):
         assert (out / f"{name}.png").stat().st_size > 1000
@@ -49,6 +60,46 @@ def test_bench_smoke_run_on_tiny_writes_every_output(tmp_path):
     assert text.startswith("# Title\n\nbefore\n\n" + README_START)
     assert text.endswith(README_END + "\n\nafter\n")
     assert "old table" not in text and "grading speed-up vs plain nbgrader:" in text
+    assert "batch-request uint8 loader (notebook 05's fast path), num_workers=0" in text
+
+
+def test_batch_request_dataset_reads_asked_rows_in_file_order(tiny_h5, tmp_path):
+    """Does the fast-path loader return the rows asked for (sorted, repeats dropped) as uint8
+    (B, 3, H, W) with their int64 labels, from the one-row-per-sample copy as from the file,
+    and still pickle after use?"""
+    rows_path = write_one_row_per_sample(str(tiny_h5), tmp_path / "rows.h5")
+    with h5py.File(tiny_h5, "r") as f:
+        images, labels = f["images"][:], f["labels"][:]
+    with h5py.File(rows_path, "r") as f:
+        assert f["images"].shape == (len(images), images[0].size)
+        assert f["images"].chunks is None
+    for path in (tiny_h5, rows_path):
+        ds = BatchRequestDataset(path)
+        got_images, got_labels = ds[[9, 2, 5, 2]]
+        assert str(got_images.dtype) == "torch.uint8" and str(got_labels.dtype) == "torch.int64"
+        np.testing.assert_array_equal(got_images.numpy(), images[[2, 5, 9]])
+        np.testing.assert_array_equal(got_labels.numpy(), labels[[2, 5, 9]])
+        assert pickle.loads(pickle.dumps(ds))._file is None
+    mapped = MappedBatchDataset(rows_path)
+    got_images, got_labels = mapped[[9, 2, 5, 2]]
+    np.testing.assert_array_equal(got_images.numpy(), images[[2, 5, 9]])
+    np.testing.assert_array_equal(got_labels.numpy(), labels[[2, 5, 9]])
+    assert pickle.loads(pickle.dumps(mapped))._images is None  # the map is not pickled
+
+
+def test_map_contiguous_maps_only_contiguous_uncompressed_data(tiny_h5, tmp_path):
+    """Does `map_contiguous` give the HDF5 dataset's exact bytes, and refuse chunked data with a
+    sentence?"""
+    from memcourse.formats import map_contiguous
+
+    with h5py.File(tiny_h5, "r") as f:
+        images = f["images"][:]
+    np.testing.assert_array_equal(map_contiguous(tiny_h5, "images")[[3, 1]], images[[3, 1]])
+    chunked = tmp_path / "chunked.h5"
+    with h5py.File(chunked, "w") as f:
+        f.create_dataset("images", data=images, chunks=(1, *images.shape[1:]))
+    with pytest.raises(ValueError, match="chunked or compressed"):
+        map_contiguous(chunked, "images")
 
 
 def test_update_readme_needs_both_markers(tmp_path):

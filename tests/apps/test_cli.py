@@ -88,6 +88,21 @@ def test_grade_help_and_readme_name_the_same_zip_files():
     assert naming in (ROOT / "README.md").read_text()
 
 
+@pytest.mark.parametrize("flag, value", [("--jobs", "0"), ("--jobs", "-2"),
+                                         ("--cell-timeout", "0"), ("--notebook-timeout", "-1"),
+                                         ("--memory", "0"), ("--memory", "1.5")])
+def test_grade_refuses_limits_that_are_not_above_zero(tmp_path, capsys, flag, value):
+    """Is `--jobs 0` (or a zero or negative limit) refused with one sentence, before grading?"""
+    from memcourse_apps.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grade", str(tmp_path), "--out", str(tmp_path / "out"), flag, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: " in err and ("not above zero" in err or "not a whole" in err), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_grade_flags_override_the_course_settings(tmp_path, monkeypatch):
     """Do `memcourse grade`'s flags reach the grading settings, the rest from the course?"""
     from autograder.grading import pipeline

@@ -85,8 +85,6 @@ WRONG = {
                                       "self._open()"), "hdf5_dataset_lazy_open"),
     "missing_division": (variant(").float() / 255", ").float()"), "hdf5_dataset_values"),
     "divides_by_256": (variant(").float() / 255", ").float() / 256"), "hdf5_dataset_values"),
-    "uint8_output": (variant(GETITEM, "image = torch.from_numpy(self._x[idx])"),
-                     "hdf5_dataset_values"),
     "float64_output": (variant(GETITEM, "image = torch.from_numpy(self._x[idx] / 255.0)"),
                        "hdf5_dataset_values"),
     "hwc_layout": (variant(
@@ -134,7 +132,7 @@ class HDF5Dataset(Dataset):
     "transform_on_uint8_tensor": (variant(TRANSFORM, """image = torch.from_numpy(self._x[idx])
         if self.transform is not None:
             image = self.transform(image)
-        image = image.float() / 255"""), "hdf5_dataset_transform_input"),
+        image = image.float() / 255"""), "hdf5_dataset_transform"),
     "transform_before_division": (variant(TRANSFORM, """image = torch.from_numpy(
             self._x[idx]).float()
         if self.transform is not None:
@@ -209,20 +207,26 @@ ONE_DEDUCTION = {
                                    "torch.tensor(self._y[idx], dtype=torch.float32)"),
                            {"hdf5_dataset_labels"}, {"hdf5_dataset_values"},
                            {"hdf5_dataset_labels": "0-dim float32 tensor"}),
+    # The transform's check compares the image with what the transform returned, whatever it
+    # was given: scaling after the transform is its defect, a wrong scale is not.
     "transform_on_uint8_tensor": (WRONG["transform_on_uint8_tensor"][0],
-                                  {"hdf5_dataset_transform_input"},
-                                  {"hdf5_dataset_values", "hdf5_dataset_transform"},
-                                  {"hdf5_dataset_transform_input": "uint8 tensor"}),
+                                  {"hdf5_dataset_transform"},
+                                  {"hdf5_dataset_values", "hdf5_dataset_transform_input"},
+                                  {"hdf5_dataset_transform": "not what the transform returned"}),
     "transform_before_division": (WRONG["transform_before_division"][0],
-                                  {"hdf5_dataset_transform_input"},
-                                  {"hdf5_dataset_values", "hdf5_dataset_transform"},
-                                  {"hdf5_dataset_transform_input": "values up to"}),
+                                  {"hdf5_dataset_transform_input", "hdf5_dataset_transform"},
+                                  {"hdf5_dataset_values"},
+                                  {"hdf5_dataset_transform_input": "values up to",
+                                   "hdf5_dataset_transform": "not what the transform returned"}),
+    "divides_by_256": (WRONG["divides_by_256"][0],
+                       {"hdf5_dataset_values", "hdf5_dataset_transform_input"},
+                       {"hdf5_dataset_transform", "hdf5_dataset_labels"},
+                       {"hdf5_dataset_values": "divided by 256"}),
     "transform_applied_twice": (variant("image = self.transform(image)",
                                         "image = self.transform(self.transform(image))"),
-                                {"hdf5_dataset_transform", "hdf5_dataset_transform_input"},
-                                {"hdf5_dataset_values"},
-                                {"hdf5_dataset_transform_input": "2 times",
-                                 "hdf5_dataset_transform": "without the `transform`"}),
+                                {"hdf5_dataset_transform_input"},
+                                {"hdf5_dataset_values", "hdf5_dataset_transform"},
+                                {"hdf5_dataset_transform_input": "2 times"}),
     # A copy that unpickles but cannot read is told so, not that it cannot be pickled.
     "copy_never_reopens": (variant("if self._f is None:\n            self._open()",
                                    "if not hasattr(self, 'opened'):\n"
@@ -262,6 +266,8 @@ class HDF5Dataset(Dataset):
 
 CORRECT = {
     "reference": REFERENCE,
+    # uint8 out of the worker, a quarter of the bytes; the training loop normalises (01, 05).
+    "ships_uint8": variant(GETITEM, "image = torch.from_numpy(self._x[idx])"),
     "reopen_when_pid_changes": HEADER + """
 class HDF5Dataset(Dataset):
     def __init__(self, h5_path, transform=None):

@@ -74,7 +74,7 @@ WRONG = {
             np.load(self.paths[idx]))
         if self.transform is not None:
             image = self.transform(image)
-        image = image.float() / 255"""), "lazy_npy_dataset_transform_input"),
+        image = image.float() / 255"""), "lazy_npy_dataset_transform"),
     "transform_before_division": (_variant(TRANSFORM, """image = torch.from_numpy(
             np.load(self.paths[idx])).float()
         if self.transform is not None:
@@ -90,6 +90,8 @@ WRONG = {
 }
 
 VALUES = {"lazy_npy_dataset_values", "lazy_npy_dataset_transform"}
+VALUES_AND_INPUT = VALUES | {"lazy_npy_dataset_transform_input"}
+TRANSFORM_NOT_RETURNED = {"lazy_npy_dataset_transform": "not what the transform returned"}
 
 # One defect, one deduction, a true reason: name -> (implementation, the checks that lose
 # points, the checks that must keep them, words the message of each losing check must contain).
@@ -101,18 +103,26 @@ ONE_DEDUCTION = {
                            {"lazy_npy_dataset_stays_small"},
                    VALUES | {"lazy_npy_dataset_transform_input"},
                    {"lazy_npy_dataset_stays_small": "reading every sample opened no file"}),
+    # The transform's check compares the image with what the transform returned, whatever it
+    # was given: scaling after the transform is its defect, a wrong scale is not.
     "transform_on_uint8_tensor": (WRONG["transform_on_uint8_tensor"][0],
-                                  {"lazy_npy_dataset_transform_input"}, VALUES,
-                                  {"lazy_npy_dataset_transform_input": "uint8 tensor"}),
+                                  {"lazy_npy_dataset_transform"},
+                                  {"lazy_npy_dataset_values", "lazy_npy_dataset_transform_input"},
+                                  TRANSFORM_NOT_RETURNED),
     "transform_before_division": (WRONG["transform_before_division"][0],
-                                  {"lazy_npy_dataset_transform_input"}, VALUES,
-                                  {"lazy_npy_dataset_transform_input": "values up to"}),
+                                  set(VALUES_AND_INPUT) - {"lazy_npy_dataset_values"},
+                                  {"lazy_npy_dataset_values"},
+                                  {"lazy_npy_dataset_transform_input": "values up to",
+                                   **TRANSFORM_NOT_RETURNED}),
+    "divides_by_256": (_variant(").float() / 255", ").float() / 256"),
+                       {"lazy_npy_dataset_values", "lazy_npy_dataset_transform_input"},
+                       {"lazy_npy_dataset_transform", "lazy_npy_dataset_length"},
+                       {"lazy_npy_dataset_values": "divided by 256"}),
     "transform_applied_twice": (_variant("image = self.transform(image)",
                                          "image = self.transform(self.transform(image))"),
-                                {"lazy_npy_dataset_transform", "lazy_npy_dataset_transform_input"},
-                                {"lazy_npy_dataset_values"},
-                                {"lazy_npy_dataset_transform_input": "2 times",
-                                 "lazy_npy_dataset_transform": "without the `transform`"}),
+                                {"lazy_npy_dataset_transform_input"},
+                                {"lazy_npy_dataset_values", "lazy_npy_dataset_transform"},
+                                {"lazy_npy_dataset_transform_input": "2 times"}),
     "labels_reloaded_per_item": (WRONG["labels_reloaded_per_item"][0],
                                  {"lazy_npy_dataset_one_file_per_item"},
                                  {"lazy_npy_dataset_values", "lazy_npy_dataset_stays_small"},
@@ -124,6 +134,9 @@ ONE_DEDUCTION = {
 
 CORRECT = {
     "reference": REFERENCE,
+    # uint8 out of the worker, a quarter of the bytes; the training loop normalises (01, 05).
+    "ships_uint8": _variant("torch.from_numpy(np.load(self.paths[idx])).float() / 255",
+                            "torch.from_numpy(np.load(self.paths[idx]))"),
     "numpy_then_tensor": HEADER + """
 class LazyNpyDataset(Dataset):
     def __init__(self, folder, transform=None):

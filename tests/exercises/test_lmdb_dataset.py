@@ -102,7 +102,7 @@ WRONG = {
         "        if self.transform is not None:\n            image = self.transform(image)\n",
         "        image = torch.from_numpy(image)\n"
         "        if self.transform is not None:\n            image = self.transform(image)\n"
-        "        image = image.float() / 255\n"), "lmdb_dataset_transform_input"),
+        "        image = image.float() / 255\n"), "lmdb_dataset_transform"),
     "float_label_tensor": (_variant("int(self.labels[idx])",
                                     "torch.tensor(self.labels[idx], dtype=torch.float64)"),
                            "lmdb_dataset_values"),
@@ -135,10 +135,16 @@ ONE_DEDUCTION = {
                         {"lmdb_dataset_values", "lmdb_dataset_transform_input"},
                         {"lmdb_dataset_picklable_after_use", "lmdb_dataset_fork_workers"},
                         {"lmdb_dataset_transform_input": "values up to"}),
+    # The transform's check compares the image with what the transform returned, whatever it
+    # was given: scaling after the transform is its defect, a wrong scale is not.
     "transform_on_uint8_tensor": (WRONG["transform_on_uint8_tensor"][0],
-                                  {"lmdb_dataset_transform_input"},
-                                  {"lmdb_dataset_values", "lmdb_dataset_transform"},
-                                  {"lmdb_dataset_transform_input": "uint8 tensor"}),
+                                  {"lmdb_dataset_transform"},
+                                  {"lmdb_dataset_values", "lmdb_dataset_transform_input"},
+                                  {"lmdb_dataset_transform": "not what the transform returned"}),
+    "divides_by_256": (_variant(".float() / 255", ".float() / 256"),
+                       {"lmdb_dataset_values", "lmdb_dataset_transform_input"},
+                       {"lmdb_dataset_transform", "lmdb_dataset_length"},
+                       {"lmdb_dataset_values": "divided by 256"}),
     "int32_label": (_variant("int(self.labels[idx])", "np.int32(self.labels[idx])"),
                     {"lmdb_dataset_values"}, {"lmdb_dataset_length"},
                     {"lmdb_dataset_values": "an int32"}),
@@ -157,6 +163,8 @@ ONE_DEDUCTION = {
 
 CORRECT = {
     "reference": REFERENCE,
+    # uint8 out of the worker, a quarter of the bytes; the training loop normalises (01, 05).
+    "ships_uint8": _variant("torch.from_numpy(image).float() / 255", "torch.from_numpy(image)"),
     # Dropping (not closing) the environment inherited through fork also works: py-lmdb forgets
     # an environment when its last reference goes, without touching the parent's; closing it
     # is tidier (it also releases this process's descriptor and mapping).

@@ -137,3 +137,66 @@ def test_cell_points_match_the_checks_it_runs(repo):
             assert total == meta["points"], (
                 f"{path.name}:{meta['grade_id']} is worth {meta['points']} points but its checks "
                 f"add up to {total}")
+
+
+def _points_out_of(text: str) -> float:
+    match = re.search(r"(?m)^[^\n]*: [\d.]+ / ([\d.]+) points", text)
+    assert match, f"no 'X / Y points' in:\n{text}"
+    return float(match.group(1))
+
+
+def test_printed_points_equal_the_cells_points(repo):
+    """Does each check cell print "X / Y points" with Y its nbgrader points, both in the
+    learner's notebook (hidden tests removed) and in the feedback (every check graded)?"""
+    from autograder.cells import check_calls, without_hidden_tests
+    from autograder.engine.check_report import Report
+    from autograder.engine.spec import PASSED, Verdict
+    from autograder.exercises import all_exercises
+    from autograder.grading.preprocessors import verdict_outputs
+
+    exercises = all_exercises()
+    checked = 0
+    for path in _notebooks(repo, "solutions"):
+        for cell, meta in _nbgrader_cells(path):
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            graded = check_calls(cell.source)
+            if not graded:
+                continue
+            where = f"{path.name}:{meta['grade_id']} ({meta['points']} points)"
+
+            def passed(call):
+                exercise = exercises[call["function"]]
+                names = call["checks"] or [c.name for c in exercise.checks]
+                return exercise, [Verdict.from_check(exercise.check(n), PASSED,
+                                                     exercise.check(n).points, "ok")
+                                  for n in names]
+
+            for call in check_calls(without_hidden_tests(cell.source)):
+                printed = str(Report(*passed(call)))
+                assert _points_out_of(printed) == meta["points"], (
+                    f"{where}: the learner's notebook prints\n{printed}")
+            feedback = verdict_outputs(
+                [{"function": c["function"],
+                  "verdicts": [v.to_dict() for v in passed(c)[1]]} for c in graded],
+                float(meta["points"]))
+            texts = [o.data["text/plain"] for o in feedback if o.output_type == "display_data"]
+            assert len(texts) == 1, f"{where}: {len(texts)} reports in the feedback"
+            assert _points_out_of(texts[0]) == meta["points"], f"{where}: feedback {texts[0]}"
+            checked += 1
+    assert checked >= 15, f"only {checked} check cells found"
+
+
+def test_every_hidden_check_extends_a_visible_one():
+    """Does every hidden check name the visible check of its exercise that it reruns on other
+    data (hidden checks only vary the data; a lesson's core point is checked visibly)?"""
+    from autograder.exercises import all_exercises
+
+    for exercise in {id(e): e for e in all_exercises().values()}.values():
+        visible = {c.name.removeprefix(exercise.name + "_") for c in exercise.checks
+                   if not c.hidden}
+        for check in exercise.checks:
+            if check.hidden:
+                assert check.extends in visible, (
+                    f"{check.name} is hidden but extends {check.extends!r}, not one of the "
+                    f"visible checks {sorted(visible)}")

@@ -128,3 +128,23 @@ def test_a_worker_that_stopped_early_still_gives_its_executed_outputs(tmp_path):
     assert out.cells[0].outputs[0]["text"] == "hi\n"
     error = out.cells[1].outputs[0]
     assert error["ename"] == "NotGraded" and "grading/work/logs/" in error["evalue"]
+
+
+def test_a_rerun_regrades_when_the_tests_or_the_limits_changed(tmp_path):
+    """Does what a rerun compares change with the instructor's notebooks and every limit, so a
+    new limit or a fixed test is not silently answered with the old grades?"""
+    from autograder.grading.build import StagedAssignment, StagedCourse
+    from autograder.grading.pipeline import _grading_conditions
+
+    source = tmp_path / "source" / "01_x"
+    source.mkdir(parents=True)
+    (source / "01_x.ipynb").write_text('{"tests": 1}')
+    staged = StagedCourse(tmp_path, tmp_path / "source", tmp_path / "release", {
+        "01_x": StagedAssignment("01_x", source, tmp_path / "release" / "01_x", ("01_x",))})
+    first = _grading_conditions(staged, "01_x", GradingSettings())
+    assert _grading_conditions(staged, "01_x", GradingSettings()) == first
+    for changed in ({"cell_timeout_s": 5.0}, {"notebook_timeout_s": 60.0},
+                    {"kernel_memory_mib": 1024}, {"check_memory_mib": 256}):
+        assert _grading_conditions(staged, "01_x", GradingSettings(**changed)) != first, changed
+    (source / "01_x.ipynb").write_text('{"tests": 2}')
+    assert _grading_conditions(staged, "01_x", GradingSettings()) != first
