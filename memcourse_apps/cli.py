@@ -35,7 +35,8 @@ def _lab(args: argparse.Namespace) -> None:
 
 def _grade(args: argparse.Namespace) -> None:
     # lazy: the pipeline imports nbgrader (~2 s); only `memcourse grade` needs it
-    from autograder.grading.pipeline import grade
+    from autograder.grading import report
+    from autograder.grading.pipeline import grade  # lazy: nbgrader, as above
     from autograder.grading.settings import GradingSettings  # lazy: imports nbgrader too
 
     settings = GradingSettings.for_course(
@@ -43,8 +44,7 @@ def _grade(args: argparse.Namespace) -> None:
         notebook_timeout_s=args.notebook_timeout, kernel_memory_mib=args.memory)
     records = grade(Path(args.submissions), Path(args.out), assignment=args.assignment,
                     force=args.force, settings=settings)
-    graded = sum(r["status"] == "graded" for r in records)
-    print(f"{graded} of {len(records)} submission records graded; see {args.out}/report.md")
+    print(f"{report.count_line(records)}; see {args.out}/report.md")
 
 
 def _bench(args: argparse.Namespace) -> None:

@@ -65,13 +65,19 @@ ATTENTION = (
 )
 
 
+def count_line(records: list[dict]) -> str:
+    """'18 submissions (one per student and assignment): 3 graded, 15 not submitted'."""
+    statuses = Counter(r["status"] for r in records)
+    noun = "submission" if len(records) == 1 else "submissions"
+    return (f"{len(records)} {noun} (one per student and assignment): "
+            + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(statuses.items())))
+
+
 def report(records: list[dict], elapsed: float, unmatched: list[dict] | None = None) -> str:
     """A Markdown summary that opens with what needs the instructor, then the scores."""
     unmatched = unmatched or []
     lines = ["# Grading report", ""]
-    statuses = Counter(r["status"] for r in records)
-    lines += [f"{len(records)} submission records in {elapsed:.0f} s: " + ", ".join(
-        f"{n} {s}" for s, n in sorted(statuses.items())), ""]
+    lines += [f"{count_line(records)}; {elapsed:.0f} s.", ""]
     lines += ["## Needs your attention", ""]
     attention = 0
     for heading, key in ATTENTION:

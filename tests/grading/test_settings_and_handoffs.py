@@ -148,3 +148,19 @@ def test_a_rerun_regrades_when_the_tests_or_the_limits_changed(tmp_path):
         assert _grading_conditions(staged, "01_x", GradingSettings(**changed)) != first, changed
     (source / "01_x.ipynb").write_text('{"tests": 2}')
     assert _grading_conditions(staged, "01_x", GradingSettings()) != first
+
+
+def test_the_report_counts_submissions_in_words():
+    """Does the report's first line (and the CLI's last) count student-assignment submissions
+    with the right number and plain status words, not 'records' or 'not_submitted'?"""
+    from autograder.grading.report import count_line, report
+
+    records = [{"status": "graded", "flags": [], "student": f"s{i}", "assignment": "01_x",
+                "problems": [], "score": 1.0, "max_score": 2.0} for i in range(3)]
+    records += [{"status": "not_submitted", "flags": [], "student": f"m{i}",
+                 "assignment": "01_x", "problems": [], "score": 0.0, "max_score": 2.0}
+                for i in range(15)]
+    assert count_line(records) == ("18 submissions (one per student and assignment): "
+                                   "3 graded, 15 not submitted")
+    assert count_line(records[:1]).startswith("1 submission (")
+    assert "18 submissions (one per student and assignment)" in report(records, 12.0)
