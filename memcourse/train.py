@@ -45,7 +45,8 @@ class StepTimes:
 def train_steps(model: nn.Module, loader, steps: int, lr: float = 1e-2,
                 device: str | torch.device = "cpu") -> StepTimes:
     """Train for `steps` batches on `device`; time `next(loader)` plus the copy of the batch
-    to the device (data) apart from forward+backward (compute). The model is moved there."""
+    to the device (data) apart from forward+backward (compute). The model is moved there, and
+    uint8 batches are divided by 255 as float32 after the copy (a loader may ship either)."""
     device = torch.device(device)
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
@@ -61,6 +62,8 @@ def train_steps(model: nn.Module, loader, steps: int, lr: float = 1e-2,
             iterator = iter(loader)
             images, labels = next(iterator)
         images = images.to(device, non_blocking=True)
+        if not images.is_floating_point():  # uint8 shipped by the loader: normalise here
+            images = images.float().div_(255)
         labels = torch.as_tensor(labels).to(device, non_blocking=True)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # the copy is asynchronous: count it as data time

@@ -60,8 +60,9 @@ def _bench(args: argparse.Namespace) -> None:
     print(f"benchmark written: {out / 'results.md'}" + (f"; updated {readme}" if readme else ""))
 
 
-def _positive(kind: type) -> Callable[[str], float]:
-    """An argparse type: a number above zero, else one sentence saying what was given."""
+def _positive(kind: type, zero_means: str = "") -> Callable[[str], float]:
+    """An argparse type: a number above zero (or zero, when `zero_means` says what it means),
+    else one sentence saying what was given."""
 
     def parse(text: str) -> float:
         try:
@@ -69,8 +70,9 @@ def _positive(kind: type) -> Callable[[str], float]:
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text} is not above zero")
+        if value < 0 or (value == 0 and not zero_means):
+            also = f" (0 means {zero_means})" if zero_means else ""
+            raise argparse.ArgumentTypeError(f"{text} is not above zero{also}")
         return value
 
     return parse
@@ -113,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "results.json and report.md with the reason it was not graded.")
     p.add_argument("submissions", metavar="SUBMISSIONS", help="folder or .zip of submissions")
     p.add_argument("--out", metavar="DIR", required=True, help="where to write the results")
-    p.add_argument("--jobs", type=_positive(int), default=None, help="parallel workers (default: "
+    p.add_argument("--jobs", type=_positive(int, "one per core"), default=None,
+                   help="parallel workers, 0 for one per core (default: "
                    "c.GradingSettings.jobs in nbgrader_config.py, else one per core)")
     p.add_argument("--cell-timeout", type=_positive(float), metavar="SECONDS", default=None,
                    help="time limit of one cell (default: c.Execute.timeout in "

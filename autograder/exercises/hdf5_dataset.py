@@ -316,7 +316,8 @@ def _check(name, points, verifies, act, judge, hint, **kwargs) -> Check:
 
 
 CHECKS = [
-    _check("values", 2, "`ds[i]` returns a float32 (3, H, W) tensor equal to images[i] / 255",
+    _check("values", 2, "`ds[i]` returns a (3, H, W) tensor: images[i] / 255 as float32, or "
+           "images[i] as uint8",
            act_values, judge_values, fixtures=(SMALL,),
            hint="`torch.from_numpy(self._images[idx]).float() / 255` gives float32 in [0, 1] "
                 "with the file's (3, H, W) layout."),
@@ -333,7 +334,8 @@ CHECKS = [
            hint="Keep `transform` in `__init__`; in `__getitem__`, when it is not None, call it "
                 "last, on the float image, and return what it returns."),
     _check("transform_input", 0.5,
-           "`ds[i]` calls the transform once, on the float32 (3, H, W) image images[i] / 255",
+           "`ds[i]` calls the transform once, on the (3, H, W) image it returns (float32 "
+           "images[i] / 255, or uint8 images[i])",
            act_transform_input, judge_transform_input, fixtures=(SMALL,),
            hint="Convert first, `image = torch.from_numpy(self._images[idx]).float() / 255`, "
                 "then `image = self.transform(image)` once, in `__getitem__`."),

@@ -162,7 +162,8 @@ def judge_stays_small(trace) -> None:
 
 CHECKS = [
     Check("lazy_npy_dataset_values", 1,
-          "`ds[i]` returns a float32 (3, H, W) tensor equal to the file / 255, and labels[i]",
+          "`ds[i]` returns a (3, H, W) tensor, the file / 255 as float32 (or the file as "
+          "uint8), and labels[i]",
           act_values, judge_values, fixtures=(SMALL,),
           hint="`torch.from_numpy(np.load(path)).float() / 255`; the label is "
                "`int(self.labels[idx])`."),
@@ -175,7 +176,8 @@ CHECKS = [
           hint="Store `transform` in `__init__`; in `__getitem__`, when it is not None, call "
                "it last, on the float image, and return what it returns."),
     Check("lazy_npy_dataset_transform_input", 0.5,
-          "`ds[i]` calls the transform once, on the float32 (3, H, W) image: the file / 255",
+          "`ds[i]` calls the transform once, on the (3, H, W) image it returns (float32 file "
+          "/ 255, or uint8)",
           act_transform_input, judge_transform_input, fixtures=(SMALL,),
           hint="Convert first, `torch.from_numpy(np.load(path)).float() / 255`, then call "
                "`self.transform(image)` once, in `__getitem__`."),

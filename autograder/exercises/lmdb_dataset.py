@@ -387,7 +387,8 @@ def judge_spawn_workers(trace) -> None:
 
 CHECKS = [
     Check("lmdb_dataset_values", 1,
-          "`ds[i]` returns a float32 (3, H, W) tensor equal to the stored image / 255, and its "
+          "`ds[i]` returns a (3, H, W) tensor, the stored image / 255 as float32 (or as "
+          "uint8), and its "
           "label", act_values, judge_values, fixtures=(SMALL,),
           hint="`np.frombuffer(txn.get(lmdb_key(idx)), np.uint8).reshape(shape).copy()`, then "
                "`torch.from_numpy(...).float() / 255`; keys are 8-byte big-endian, not "
@@ -400,7 +401,8 @@ CHECKS = [
           hint="Store `transform`; in `__getitem__`, when it is not None, call it last, on "
                "the float image, and return what it returns."),
     Check("lmdb_dataset_transform_input", 0.5,
-          "`ds[i]` calls the transform once, on the float32 (3, H, W) image: stored bytes / 255",
+          "`ds[i]` calls the transform once, on the (3, H, W) image it returns (float32 "
+          "stored bytes / 255, or uint8)",
           act_transform_input, judge_transform_input, fixtures=(SMALL,),
           hint="Convert first, `torch.from_numpy(image).float() / 255`, then call "
                "`self.transform(image)` once, in `__getitem__`."),

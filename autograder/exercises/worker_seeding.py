@@ -278,8 +278,9 @@ CHECKS = [
     Check("worker_seeding_distinct_workers", 2,
           "two `fork` workers draw different augmentations",
           act_distinct_workers, _judge_distinct(False),
-          hint="In `seed_worker`, `info = get_worker_info()`, then give `info.dataset` a new "
-               "`rng`: `np.random.default_rng(info.seed)`."),
+          hint="Each worker holds its own copy of the dataset, generator included: in "
+               "`seed_worker`, replace that copy's generator with one seeded from something "
+               "that differs from worker to worker."),
     Check("worker_seeding_follows_the_loader_seed", 1,
           "loaders with the same `generator` seed draw the same augmentations, another seed "
           "draws others",
@@ -304,8 +305,9 @@ CHECKS = [
           "two `spawn` workers, which receive `seed_worker` pickled, draw different "
           "augmentations",
           act_distinct_spawn_workers, _judge_distinct(False), timeout_s=120,
-          hint="Define `seed_worker` with `def` at the top level (no lambda, not inside another "
-               "function), so that pickle finds it by name."),
+          hint="A spawn worker gets `seed_worker` pickled and must give its own dataset copy a "
+               "generator of its own, as a fork worker does; pickle finds only a function "
+               "defined with `def` at the top level (no lambda, not inside another function)."),
 ]
 
 EXERCISE = Exercise(

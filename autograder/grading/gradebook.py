@@ -140,7 +140,7 @@ class GradebookWriter:
                 for nb, cands in ran.items()}
         if best and best != choice:
             self._score(sub, best, prepared)
-        self._describe_candidates(record, attempts, best, scores)
+        self._describe_candidates(record, attempts, best, scores, prepared)
         for name, attempt in best.items():
             result = prepared[(name, attempt.index)]
             if result is None:
@@ -159,11 +159,20 @@ class GradebookWriter:
             if not feedback["success"]:
                 record.problems.append("nbgrader could not generate feedback ("
                                        f"{_last_error_line(feedback.get('error'))})")
+        if record.status == "graded" and best and "unanswered" not in record.flags and all(
+                nothing_attempted(prepared[(name, a.index)]) for name, a in best.items()):
+            # Seen only after the run: an untouched notebook from an earlier release differs
+            # from the current one, so reading it could not tell.
+            record.flags.append("unanswered")
+            record.problems.append("nothing was attempted: every check found the answers still "
+                                   "raising NotImplementedError (an untouched notebook, perhaps "
+                                   "from an earlier release)")
         record.flags = list(dict.fromkeys(record.flags))
         return record
 
     @staticmethod
-    def _describe_candidates(record: Record, attempts: list, best: dict, scores: dict) -> None:
+    def _describe_candidates(record: Record, attempts: list, best: dict, scores: dict,
+                             prepared: dict) -> None:
         """Flag and describe several files for one notebook: each name and its score."""
         by_notebook: dict[str, list] = {}
         for a in attempts:
@@ -179,8 +188,10 @@ class GradebookWriter:
                 elif not a.run:
                     parts.append(f"{a.label}: 0 (identical to the release, not run)")
                 else:
-                    parts.append(f"{a.label}: {scores.get((name, a.index), 0.0):g}"
-                                 + (" (identical to the release)" if a.unanswered else ""))
+                    untouched = " (identical to the release)" if a.unanswered else \
+                        " (nothing attempted)" if nothing_attempted(
+                            prepared.get((a.notebook, a.index))) else ""
+                    parts.append(f"{a.label}: {scores.get((name, a.index), 0.0):g}{untouched}")
             kept = best.get(name)
             if kept is not None and kept.misnamed:
                 record.flags.append("misnamed")
@@ -289,6 +300,14 @@ class GradebookWriter:
             cell["status"] = PASSED if grade.score == grade.max_score else FAILED
             cell["message"] = "passed" if cell["status"] == PASSED else "the cell's tests failed"
         return cell
+
+
+def nothing_attempted(prepared: Prepared | None) -> bool:
+    """True when the run's checks ran and every one found its answer not attempted."""
+    if prepared is None:
+        return False
+    verdicts = [v for vs in prepared.verdicts_by_cell().values() for v in vs]
+    return bool(verdicts) and all(v.status == NOT_ATTEMPTED for v in verdicts)
 
 
 def _verdict_cell(notebook: str, grade_id: str, verdicts: list[Verdict]) -> dict:

@@ -88,7 +88,7 @@ def test_grade_help_and_readme_name_the_same_zip_files():
     assert naming in (ROOT / "README.md").read_text()
 
 
-@pytest.mark.parametrize("flag, value", [("--jobs", "0"), ("--jobs", "-2"),
+@pytest.mark.parametrize("flag, value", [("--jobs", "-2"), ("--jobs", "two"),
                                          ("--cell-timeout", "0"), ("--notebook-timeout", "-1"),
                                          ("--memory", "0"), ("--memory", "1.5")])
 def test_grade_refuses_limits_that_are_not_above_zero(tmp_path, capsys, flag, value):
@@ -121,5 +121,7 @@ def test_grade_flags_override_the_course_settings(tmp_path, monkeypatch):
     assert (settings.workers, settings.cell_timeout_s) == (3, 7.0)
     assert settings.kernel_limits.memory_mib == 512
     assert settings.notebook_timeout_s == 900  # not given: the course's (here the default)
+    main(["grade", str(tmp_path), "--out", str(tmp_path / "out"), "--jobs", "0"])
+    assert seen["settings"].workers == (os.cpu_count() or 1)  # 0: one per core, as the config
     main(["grade", str(tmp_path), "--out", str(tmp_path / "out")])
     assert seen["settings"].cell_timeout_s == 120  # the course's c.Execute.timeout

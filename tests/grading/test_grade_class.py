@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 
 A = "03_on_the_fly_loading"
 FULL = 6.0  # 4 points for values (values, length, transform, random indices), 2 for memory
-WRONG_SCORE = 3.0  # dividing by 256 keeps only the length (1) and memory (2) points
+# Dividing by 256 keeps the length (1), memory (2) and transform (0.5: that check judges only
+# that the transform's result is returned) points.
+WRONG_SCORE = 3.5
 WRONG_SCALE = ("image = torch.from_numpy(np.load(self.paths[idx])).float() / 255",
                "image = torch.from_numpy(np.load(self.paths[idx])).float() / 256")
 
@@ -357,7 +359,7 @@ def test_the_partial_score_reaches_nbgrader_but_not_the_feedback(graded):
     autograded = graded["root"] / "grading" / "autograded" / "skip_tags" / A / f"{A}.ipynb"
     cell = _cell(nbformat.read(autograded, as_version=4), "lazy_npy_dataset_values")
     assert [o["data"]["text/plain"] for o in cell.outputs
-            if o["output_type"] == "execute_result"] == ["1"]
+            if o["output_type"] == "execute_result"] == ["1.5"]
 
 
 def test_rerun_grades_nothing_again_unless_forced(graded):
