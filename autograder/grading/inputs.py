@@ -41,10 +41,14 @@ def normalise_name(stem: str) -> str:
 def match_name(stem: str, targets: list[str]) -> tuple[str, bool] | None:
     """The target `stem` names, and whether it names it exactly; None if it names none.
 
+    An LMS's resubmission suffix (`-1`) is exact: the learner did not rename the file.
     A target also matches without its `NN_` number (`hdf5_dataset` for `05_hdf5_dataset`).
     """
     if stem in targets:
         return stem, True
+    resubmitted = re.sub(r"-\d+$", "", stem)  # Canvas names a re-upload `<file>-1`, `-2`, ...
+    if resubmitted in targets:
+        return resubmitted, True
     key = normalise_name(stem)
     for target in targets:
         if key == normalise_name(target):

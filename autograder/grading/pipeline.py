@@ -303,6 +303,7 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     records: dict[str, Record] = {}
     fingerprints: dict[str, str] = {}  # what each record graded: a rerun skips it if unchanged
     conditions = {a: _grading_conditions(staged, a, settings) for a in chosen}
+    reused = 0  # records an earlier run graded from the same files, tests and limits
     for sub in found:
         record_path = records_dir / f"{sub.student}__{sub.assignment}.json"
         fingerprint = fingerprints[sub.key] = hashlib.sha256(
@@ -311,6 +312,7 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
             old = Record.from_json(json.loads(record_path.read_text()))
             if old.fingerprint == fingerprint and old.status != "error":
                 records[sub.key] = old
+                reused += 1
                 continue
         attempts = []
         if sub.status == "ok":
@@ -370,7 +372,8 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     with ThreadPoolExecutor(max_workers=settings.workers) as pool:
         futures = [pool.submit(prepare, sub, a) for sub, attempts in todo for a in attempts
                    if a.run and a.staged is not None]
-        bar = tqdm(total=len(todo), desc="grading", unit="submission", disable=not progress)
+        bar = tqdm(total=len(todo), desc="grading", unit=" submissions",
+                   disable=not progress or not todo)
 
         def finish(sub: Submission, attempts: list[Attempt]) -> None:
             try:
@@ -398,5 +401,5 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     ordered = [records[s.key] for s in found if s.key in records]
     ordered = writer.refresh_scores(ordered)
     report.write_outputs(out, ordered, writer.feedback_root, elapsed=time.monotonic() - started,
-                         unmatched=unmatched)
+                         unmatched=unmatched, reused=reused)
     return [r.to_json() for r in ordered]

@@ -21,11 +21,12 @@ from autograder.grading.inputs import Unmatched
 
 
 def write_outputs(out: Path, records: list[Record], feedback_root: Path, elapsed: float,
-                  unmatched: list[Unmatched] | None = None) -> None:
+                  unmatched: list[Unmatched] | None = None, reused: int = 0) -> None:
     """Write grades.csv, results.json, report.md and feedback/ into `out`.
 
     `feedback_root` is nbgrader's feedback directory, where `<student>/<assignment>/*.html`
-    are copied from; `elapsed` (seconds) is what the report says the run took.
+    are copied from; `elapsed` (seconds) is what the report says the run took; `reused` how
+    many records an earlier run graded and this one kept unchanged.
     """
     out.mkdir(parents=True, exist_ok=True)
     clean = [r.to_json(with_fingerprint=False) for r in records]
@@ -46,7 +47,7 @@ def write_outputs(out: Path, records: list[Record], feedback_root: Path, elapsed
             dest.mkdir(parents=True, exist_ok=True)
             for html in source.glob("*.html"):
                 shutil.copyfile(html, dest / html.name)
-    (out / "report.md").write_text(report(clean, elapsed, files))
+    (out / "report.md").write_text(report(clean, elapsed, files, reused))
 
 
 # What needs the instructor, in the order the report lists it: (heading, status or flag).
@@ -73,11 +74,14 @@ def count_line(records: list[dict]) -> str:
             + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(statuses.items())))
 
 
-def report(records: list[dict], elapsed: float, unmatched: list[dict] | None = None) -> str:
+def report(records: list[dict], elapsed: float, unmatched: list[dict] | None = None,
+           reused: int = 0) -> str:
     """A Markdown summary that opens with what needs the instructor, then the scores."""
     unmatched = unmatched or []
     lines = ["# Grading report", ""]
-    lines += [f"{count_line(records)}; {elapsed:.0f} s.", ""]
+    kept = (f" ({reused} of them unchanged since an earlier run, with the same tests and limits: "
+            "their grades were kept; `--force` grades them again)") if reused else ""
+    lines += [f"{count_line(records)}; {elapsed:.0f} s{kept}.", ""]
     lines += ["## Needs your attention", ""]
     attention = 0
     for heading, key in ATTENTION:

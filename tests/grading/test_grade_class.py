@@ -371,6 +371,9 @@ def test_rerun_grades_nothing_again_unless_forced(graded):
     assert {p: p.stat().st_mtime_ns for p in logs.iterdir()} == stamps
     first = {r["student"]: (r["status"], r["score"]) for r in graded["records"].values()}
     assert {r["student"]: (r["status"], r["score"]) for r in again} == first
+    said = (graded["out"] / "report.md").read_text()
+    graded_before = sum(r["status"] == "graded" for r in again)
+    assert f"({graded_before} of them unchanged since an earlier run" in said, said[:400]
 
 
 def test_missing_submissions_folder_is_a_clear_error(tmp_path):

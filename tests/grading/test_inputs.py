@@ -16,7 +16,7 @@ COURSE = {A: [A], "03_on_the_fly_loading": ["03_on_the_fly_loading"],
 
 
 @pytest.mark.parametrize("name", [f"{A} (1)", f"{A}-Copy1", f"{A}-Copy2", f"Copy of {A}",
-                                  f"{A}-1", "05 HDF5 Dataset", "05-hdf5-dataset",
+                                  f"{A}-Copy1-1", "05 HDF5 Dataset", "05-hdf5-dataset",
                                   "05_HDF5_Dataset (2)", "hdf5_dataset", f"Copy of {A} (1)"])
 def test_near_match_names_match_the_assignment(name):
     """Do copies, LMS suffixes, case and separator changes name the same notebook?"""
@@ -31,7 +31,9 @@ def test_other_names_do_not_match(name):
 
 
 def test_the_exact_name_is_exact():
+    """Is the release's name, or it with Canvas's resubmission suffix, an exact match?"""
     assert match_name(A, [A]) == (A, True)
+    assert match_name(f"{A}-1", [A]) == match_name(f"{A}-12", [A]) == (A, True)
     assert normalise_name("Copy of 05 HDF5-Dataset (1)") == A
 
 

@@ -346,6 +346,7 @@ def test_a_zip_with_renamed_files_grades_everyone(graded, tmp_path):
     for student in ("kimbo", "parkmin", "zipper"):
         assert "misnamed" in by[student]["flags"]
     assert "misnamed" not in by["smithjane"]["flags"]
+    assert "misnamed" not in by["leeann"]["flags"]  # `-1`: Canvas's resubmission, not a rename
     assert "late" in by["doejohn"]["flags"]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [u["path"] for u in results["unmatched_files"]] == ["my homework.ipynb"]

@@ -164,3 +164,5 @@ def test_the_report_counts_submissions_in_words():
                                    "3 graded, 15 not submitted")
     assert count_line(records[:1]).startswith("1 submission (")
     assert "18 submissions (one per student and assignment)" in report(records, 12.0)
+    assert "unchanged since an earlier run" not in report(records, 12.0)
+    assert "(3 of them unchanged since an earlier run" in report(records, 12.0, reused=3)
