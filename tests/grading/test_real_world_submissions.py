@@ -253,7 +253,7 @@ def test_the_worked_copy_beside_an_untouched_release_is_graded(graded):
     # changed since): seen as "nothing attempted" once run; the variant's is the current one.
     for student, assignment, untouched in (
             ("untouched-release-plus-worked-copy", H, "(nothing attempted)"),
-            ("v_release_plus_copy", L, "(identical to the release)")):
+            ("v_release_plus_copy", L, "(identical to the release, not run)")):
         r = _rec(graded, student, assignment)
         assert (r["status"], r["score"]) == ("graded", r["max_score"]), r
         assert "several_notebooks" in r["flags"]
