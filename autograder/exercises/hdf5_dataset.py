@@ -295,7 +295,8 @@ def judge_picklable(trace) -> None:
             raise Fail(f"a copy unpickled {words} raised {data[f'{when}_read_error']} at "
                        "`copy[3]`: a copy must open its own handle the first time it reads.")
         got = trace.arrays[f"copy_{when}"].astype(np.float64)
-        want = contract.expected_image(_image(3), "uint8" if got.max(initial=0) > 1.5 else "")
+        # A uint8 copy passes below, where it reads as the original does.
+        want = contract.expected_image(_image(3), "float32")
         if got.shape == want.shape and np.allclose(got, want, atol=1e-6) \
                 and data[f"{when}_label"] == _label(3):
             continue
