@@ -7,6 +7,8 @@
   recorded. The grader re-runs the notebook and sees no clicks: what the answer cell's source
   sets is what counts, so the quiz starts from that value and shows the line to write there.
 - `concept_check(question, right, wrong)` is an ungraded question with feedback for each option.
+- `scale_calculator(dataset)` turns a dataset and a cluster into shards per rank, bytes in
+  flight per node, page-cache fit and an epoch's time (`memcourse.scale`, notebook 07).
 - `memory_calculator(predict)` turns a DataLoader configuration into the bytes of batches in
   flight, with a bar chart, and agrees with the learner's `predict_bytes_in_flight` (or shows
   both numbers where they differ).
@@ -32,6 +34,7 @@ from autograder.engine.richtext import BLUE, GREEN, GREY, RED, inline_code
 from autograder.engine.spec import Fail
 from autograder.exercises import bytes_in_flight, self_assessment
 from autograder.hints import solutions_dir
+from memcourse import scale
 
 MIB = 2**20
 DTYPES = ("uint8", "float16", "bfloat16", "float32", "float64", "int64")
@@ -184,7 +187,7 @@ class Quiz(_Widget):
             self_assessment.judge(q, answer)
         except Fail as e:
             return f"✘ {e}", RED
-        return "✔ Right. The written question below asks you to explain why.", GREEN
+        return f"✔ Right. {q.right}", GREEN
 
     def _keep_note(self, answer: Any) -> str:
         if answer is Ellipsis or isinstance(answer, Exception) or answer == self.written:
@@ -346,6 +349,20 @@ CONCEPTS: dict[str, Concept] = {
                "to be pickled."},
         why="This is the trap above, inside a DataLoader. A `__getstate__` that drops the handle "
             "fixes it, and each worker then opens its own file."),
+    # 07_beyond_one_machine
+    "set_epoch_forgotten": Concept(
+        "You train with `DistributedSampler(ds, shuffle=True)` on 8 GPUs and never call "
+        "`set_epoch`. What happens?",
+        right="Every epoch, each rank gets the same share of the samples in the same order",
+        wrong={"The sampler raises an error after the first epoch":
+               "Nothing checks it: the sampler just uses epoch 0's permutation forever.",
+               "Each rank shuffles on its own, so the shares overlap":
+               "All ranks still agree, because they share `seed`; they just never change.",
+               "The DataLoader calls `set_epoch` itself at the start of each epoch":
+               "It does not: the training loop must, for the sampler (and for any dataset with "
+               "an epoch, like the one you write in section 3)."},
+        why="The permutation is drawn from `seed + epoch`, and `set_epoch` is the only way the "
+            "epoch changes. The model then sees its samples in one fixed order every epoch."),
 }
 
 
@@ -569,3 +586,77 @@ def memory_calculator(predict=None, **start: Any) -> MemoryCalculator:
     `num_workers`, `prefetch_factor`, `pin_memory`).
     """
     return MemoryCalculator(predict, **start)
+
+
+# ----------------------------------------------------------------------------- scale calculator
+
+
+class ScaleCalculator(_Widget):
+    """Controls for a dataset and a cluster; `memcourse.scale.plan`'s numbers, in sentences."""
+
+    DATASETS = {"guide": scale.GUIDE_FILE, "imagenet": scale.IMAGENET}
+
+    def __init__(self, dataset: str = "guide", *, nodes: int = 1, ranks_per_node: int = 2,
+                 workers_per_rank: int = 2, batch_size: int = 64, samples_per_shard: int = 500,
+                 prefetch_factor: int = 2, shuffle_buffer: int = 1000, read_ms: float = 1.0,
+                 step_ms: float = 50.0, node_ram_gib: float = 64):
+        import ipywidgets as w  # lazy: ~0.3 s, loaded when a notebook shows its first widget
+
+        if dataset not in self.DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(self.DATASETS)}, "
+                             f"not {dataset!r}")
+        common = {"continuous_update": False, "style": {"description_width": "11em"},
+                  "layout": w.Layout(width="28em")}
+        ints = (("nodes", nodes, 1, 512), ("ranks_per_node", ranks_per_node, 1, 16),
+                ("workers_per_rank", workers_per_rank, 0, 32), ("batch_size", batch_size, 1, 4096),
+                ("samples_per_shard", samples_per_shard, 1, 10**7),
+                ("prefetch_factor", prefetch_factor, 1, 16),
+                ("shuffle_buffer", shuffle_buffer, 0, 10**6))
+        self.controls: dict[str, Any] = {
+            "dataset": w.Dropdown(options=[(d.name, k) for k, d in self.DATASETS.items()],
+                                  value=dataset, description="dataset", style=common["style"],
+                                  layout=common["layout"]),
+            **{name: w.BoundedIntText(value, min=low, max=high, description=name, **common)
+               for name, value, low, high in ints},
+            "read_ms": w.BoundedFloatText(read_ms, min=0, max=10**4,
+                                          description="read_s (ms/sample)", **common),
+            "step_ms": w.BoundedFloatText(step_ms, min=0, max=10**6,
+                                          description="step_s (ms/batch)", **common),
+            "node_ram_gib": w.BoundedFloatText(node_ram_gib, min=0, max=10**5,
+                                               description="free RAM/node (GiB)", **common),
+        }
+        for control in self.controls.values():
+            control.observe(lambda _change: self.update(), names="value")
+        self.summary = w.HTML()
+        self.widget = w.HBox([w.VBox(list(self.controls.values())), self.summary])
+        self.widget.add_class("memcourse-calculator")
+        self.plan: scale.ScalePlan | None = None
+        self.update()
+
+    def update(self) -> None:
+        """Recompute from the controls and redraw."""
+        c = {k: v.value for k, v in self.controls.items()}
+        try:
+            self.plan = scale.plan(
+                self.DATASETS[c.pop("dataset")], read_s=c.pop("read_ms") / 1e3,
+                step_s=c.pop("step_ms") / 1e3, **c)
+        except ValueError as e:
+            self.plan = None
+            self.summary.value = _box(html.escape(str(e)), RED)
+            return
+        colour = GREEN if self.plan.bound == "compute" and not self.plan.idle_workers else RED
+        rows = "".join(f"<div>{html.escape(line)}</div>" for line in self.plan.lines())
+        self.summary.value = _box(rows, colour)
+
+    def text(self) -> str:
+        return "\n".join(["Scale calculator", *(self.plan.lines() if self.plan else [])])
+
+
+def scale_calculator(dataset: str = "guide", **start: Any) -> ScaleCalculator:
+    """A calculator of what a dataset needs on a cluster (`memcourse.scale.plan`).
+
+    `dataset` is "guide" (10,000 x 3 x 256 x 256) or "imagenet"; `start` sets the first values
+    shown (`nodes`, `ranks_per_node`, `workers_per_rank`, `batch_size`, `samples_per_shard`,
+    `prefetch_factor`, `shuffle_buffer`, `read_ms`, `step_ms`, `node_ram_gib`).
+    """
+    return ScaleCalculator(dataset, **start)

@@ -140,9 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"dataset to measure on (default {DEFAULT_SIZE})")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default bench/)")
     p.add_argument("--only", metavar="LIST", default=None,
-                   help="comma-separated sections: reads,loaders,memory,grading (default all)")
+                   help="comma-separated sections: reads,loaders,memory,grading,shards "
+                   "(default all)")
     p.add_argument("--repeats", type=int, default=5,
-                   help="runs per figure in reads, loaders and memory (default 5)")
+                   help="runs per figure in reads, loaders, memory and shards (default 5)")
     p.add_argument("--grading-submissions", type=int, default=10, metavar="N",
                    help="submissions graded by each grader (default 10)")
     p.add_argument("--grading-repeats", type=int, default=2, metavar="N",

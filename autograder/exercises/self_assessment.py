@@ -1,4 +1,5 @@
-"""06_tradeoffs: the self-assessment, five questions answered with a letter, letters or a number.
+"""The self-assessments of 06_tradeoffs (five questions) and 07_beyond_one_machine (three),
+answered with a letter, letters or a number.
 
 Each answer lives in a plain variable (`q1_hotspot_choice = "B"`), so a widget can set it later.
 Every question has two checks: a visible `<topic>_form` check (0 points) that says at once
@@ -32,6 +33,7 @@ class Question:
     options: str = ""
     feedback: dict[Any, str] = field(default_factory=dict)  # why a given wrong answer is wrong
     otherwise: str = ""  # for wrong answers without their own feedback
+    right: str = "The written question below asks you to explain why."  # the quiz, when right
 
 
 QUESTIONS = [
@@ -93,6 +95,50 @@ QUESTIONS = [
         otherwise="Offline work is what is deterministic, expensive and the same every epoch; "
                   "whatever must differ from epoch to epoch (random augmentation) stays in "
                   "`__getitem__`."),
+    # 07_beyond_one_machine
+    Question(
+        "sampler_padding", "q1_padded_indices", "number", 12,
+        feedback={
+            10: "DistributedSampler gives every rank the same number of indices, so that no rank "
+                "waits for the others at the end of an epoch: ceil(10 / 4) = 3 each. Three times "
+                "four is more than 10: it repeats indices from the start to fill the gap.",
+            8: "That is what `drop_last=True` gives: it cuts the tail instead of padding. The "
+               "default, `drop_last=False`, pads.",
+            3: "That is one rank's share; the question asks for the four ranks together.",
+            40: "Each rank reads its own share of the indices, not the whole dataset: 40 is what "
+                "four ranks read without a DistributedSampler.",
+        },
+        otherwise="Each rank gets the same number of indices, ceil(N / world_size); count what "
+                  "that makes for all the ranks.",
+        right="ceil(10 / 4) = 3 indices for each of the 4 ranks: 2 of the 12 are repeats."),
+    Question(
+        "iterable_workers", "q2_iterable_choice", "choice", "B", "ABCD",
+        feedback={
+            "A": "The DataLoader splits the *indices* of a map-style Dataset among its workers. "
+                 "An IterableDataset has no indices: each worker runs its own copy of "
+                 "`__iter__`, and only the dataset can decide which part is its own, with "
+                 "`get_worker_info()`.",
+            "C": "Every worker starts its own iterator at once; none of them waits for another.",
+            "D": "IterableDatasets work with any `num_workers`; nothing checks for duplicates, "
+                 "which is why the mistake goes unnoticed.",
+        },
+        right="Each worker iterates its own copy of the dataset; only `get_worker_info()` lets "
+              "it take its own part."),
+    Question(
+        "epoch_requests", "q3_epoch_requests", "number", 1200,
+        feedback={
+            1_200_000: "That is one request per sample, what reading samples at random from "
+                       "per-sample objects costs. Shards are streamed whole: one request each.",
+            32: "That is the number of reading processes (8 ranks x 4 workers); each of them "
+                "streams many shards.",
+            38_400: "That is every reading process streaming every shard: the duplicate bug of "
+                    "an IterableDataset that ignores its rank and worker. Split the shards, and "
+                    "each is read once.",
+            150: "That is one rank's shards; the question asks for the whole epoch.",
+        },
+        otherwise="Count the shards: each is streamed once per epoch, with one request.",
+        right="1,200 shards, each streamed once with one request, however many processes share "
+              "them."),
 ]
 BY_TOPIC = {q.topic: q for q in QUESTIONS}
 
@@ -230,10 +276,11 @@ EXERCISE = Exercise(name="self_assessment", title="Self-assessment", subjects=(S
                     checks=CHECKS,
                     not_attempted="Not answered yet: replace `{op}` with your answer.",
                     hints=[
-                        "Answer from what the notebooks measured, not from habit: question 1 "
-                        "draws on notebook 01, question 2 on 02, question 3 on 04 and 05, "
-                        "question 4 on 05, question 5 on this notebook's section on offline "
-                        "preprocessing.",
+                        "Answer from what the notebooks measured, not from habit. In 06, "
+                        "question 1 draws on notebook 01, question 2 on 02, question 3 on 04 "
+                        "and 05, question 4 on 05, question 5 on 06's section on offline "
+                        "preprocessing. In 07, question 1 draws on its section 1 (ranks), 2 "
+                        "on section 3 (the sharded dataset), 3 on section 4 (object storage).",
                         "Re-read: for question 1, 01's section 5 ('Batches in flight') and its "
                         "map of the memory; for 2, 02's sections 2 (`num_workers`) and 6 "
                         "(`pin_memory`); for 3, 04's sections 1 and 2 (memmap, and HDF5, which "
@@ -243,7 +290,9 @@ EXERCISE = Exercise(name="self_assessment", title="Self-assessment", subjects=(S
                         "workers prepare batches in parallel with training, pinned memory "
                         "copies to the GPU faster. 3: a process reads only the bytes of the "
                         "samples it needs. 4: count the processes that call `__getitem__`. 5: "
-                        "offline is what is deterministic, expensive and the same every epoch.",
+                        "offline is what is deterministic, expensive and the same every epoch. "
+                        "07's 1: every rank gets ceil(N / world_size); 2: who splits the data "
+                        "of an IterableDataset among workers? 3: one request per shard.",
                     ])
 
 

@@ -1,12 +1,13 @@
 """`memcourse bench`: what every technique the course teaches costs, measured on this machine.
 
-Four sections, each a module: `reads` (random reads per storage format against a sequential
+Five sections, each a module: `reads` (random reads per storage format against a sequential
 read of the same bytes), `loaders` (the reference HDF5Dataset, and notebook 05's batch-request
 uint8 loader, through a DataLoader against a warm memmap), `footprints` (eager against lazy
-memory, bytes in flight predicted against measured) and `grading` (`memcourse grade --jobs 2`
-against plain nbgrader). Every figure is a median of several runs with its range, and every
-comparison is a ratio measured in the same run, because the machines this runs on are shared
-and absolute times wander.
+memory, bytes in flight predicted against measured), `grading` (`memcourse grade --jobs 2`
+against plain nbgrader) and `shards` (notebook 07's WebDataset tar shards: read speed per shard
+size against the best size, and over HTTP against the same files on disk). Every figure is a
+median of several runs with its range, and every comparison is a ratio measured in the same
+run, because the machines this runs on are shared and absolute times wander.
 
 Writes `results.md`, `results.json` and one PNG per section into the output folder, and, when
 asked, replaces the block between `<!-- bench:start -->` and `<!-- bench:end -->` in a README.
@@ -25,7 +26,7 @@ from typing import Any
 from autograder.course import repo_root
 from memcourse_apps.bench.common import BenchError, Stat, load_average, machine, num, table
 
-SECTIONS = ("reads", "loaders", "memory", "grading")
+SECTIONS = ("reads", "loaders", "memory", "grading", "shards")
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
 MAX_READ_SAMPLES = 4000  # larger datasets are cut to this many images for the format copies
@@ -87,6 +88,13 @@ def run_bench(size: str = "small", out: Path | None = None, sections: tuple[str,
 
             results["grading"] = grading.run(repo_root(), scratch, grading_submissions, jobs,
                                              grading_repeats, assignments, progress)
+        if "shards" in sections:
+            from memcourse_apps.bench import shards  # lazy: a section is its own child
+
+            progress(f"shards: {repeats} epochs per shard size, cold, warm and over HTTP")
+            results["shards"] = shards.run(h5_path, scratch / "shards", repeats,
+                                           MAX_READ_SAMPLES)
+            shutil.rmtree(scratch / "shards", ignore_errors=True)  # a copy per shard size
     finally:
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -119,9 +127,10 @@ def _machine_lines(meta: dict) -> list[str]:
 
 def write_outputs(out: Path, meta: dict, results: dict) -> None:
     # lazy: the sections also run as measuring children (see run_bench)
-    from memcourse_apps.bench import footprints, grading, loaders, reads
+    from memcourse_apps.bench import footprints, grading, loaders, reads, shards
 
-    modules = {"reads": reads, "loaders": loaders, "memory": footprints, "grading": grading}
+    modules = {"reads": reads, "loaders": loaders, "memory": footprints, "grading": grading,
+               "shards": shards}
     parts = [
         "# memcourse benchmarks",
         "",
@@ -208,6 +217,19 @@ def summary_rows(results: dict) -> list[tuple[str, str, str]]:
                      f"{num(g['plain_cpu_per_sub'].median)} s"))
         rows.append(("out-of-kernel program + checks", "the whole grading worker",
                      f"{g['outside_share'].fmt(2)} of its time"))
+    if "shards" in results:
+        s = results["shards"]
+        by_size = {row["samples_per_shard"]: row for row in s["rows"]}
+        one, best = by_size[min(by_size)], max(s["rows"], key=lambda row: row["warm"].median)
+        read = "cold" if s["cold_measured"] else "first read"
+        rows.append((f"tar shards, {one['samples_per_shard']} sample per shard (a file per "
+                     f"sample), {read}", "the fastest shard size, same read",
+                     f"{one['cold'].fmt()} samples/s = {one['cold_share'].fmt(2)} of it"))
+        for row in (one, best):
+            rows.append((f"tar shards over HTTP, {row['samples_per_shard']} per shard",
+                         "the same files read warm from disk",
+                         f"{row['http_over_warm'].fmt(2)}x its speed, "
+                         f"{num(row['requests_per_shard'])} requests per shard"))
     return rows
 
 

@@ -30,7 +30,7 @@ A = "03_on_the_fly_loading"
 
 @pytest.mark.slow
 def test_bench_smoke_run_on_tiny_writes_every_output(tmp_path):
-    """Does a tiny bench run write results.md with all four sections, plots, JSON and the
+    """Does a tiny bench run write results.md with all five sections, plots, JSON and the
     README block, touching nothing outside the block?"""
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\nbefore\n\n{README_START}\nold table\n{README_END}\n\nafter\n")
@@ -44,17 +44,18 @@ def test_bench_smoke_run_on_tiny_writes_every_output(tmp_path):
     results = (out / "results.md").read_text()
     for heading in ("## 1. Random single-sample reads per format",
                     "## 2. The reference `HDF5Dataset` through `DataLoader`",
-                    "## 3. Memory", "## 4. Grading throughput"):
+                    "## 3. Memory", "## 4. Grading throughput",
+                    "## 5. WebDataset shards: shard size, and local against HTTP"):
         assert heading in results
     assert re.search(r"^grading speed-up vs plain nbgrader: \d+\.\dx$", results, re.M)
     assert "### The fast path: one request per batch, uint8" in results
     assert re.search(r"^\*\*Best batch-request loader: [\d.]+ .* of the warm memmap ceiling\*\*",
                      results, re.M)
     assert "load average" in results and "CPU:" in results
-    for name in ("reads", "loaders", "memory", "grading"):
+    for name in ("reads", "loaders", "memory", "grading", "shards"):
         assert (out / f"{name}.png").stat().st_size > 1000
     data = json.loads((out / "results.json").read_text())
-    assert set(data) == {"meta", "reads", "loaders", "memory", "grading"}
+    assert set(data) == {"meta", "reads", "loaders", "memory", "grading", "shards"}
     assert not (out / "scratch").exists()  # format copies and course copies are removed
     text = readme.read_text()
     assert text.startswith("# Title\n\nbefore\n\n" + README_START)

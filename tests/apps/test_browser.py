@@ -315,7 +315,7 @@ def test_the_concept_check_and_the_calculator_respond_in_01(lab, browser):
 
 
 def test_every_notebook_opens_without_console_errors(lab, browser):
-    """Do the six notebooks open in JupyterLab in order, with no error in the browser console?"""
+    """Do all the notebooks open in JupyterLab in order, with no error in the browser console?"""
     server, root = lab
     learner = Learner(browser.new_page(), server)
     for name in sorted(p.name for p in (root / "notebooks").iterdir() if p.is_dir()):

@@ -15,7 +15,7 @@ from autograder.exercises import all_exercises
 from tests.helpers import ROOT
 
 COURSE_NOTEBOOKS = ("01_memory_footprint", "02_workers_and_pinning", "03_on_the_fly_loading",
-                    "04_file_formats", "05_hdf5_dataset", "06_tradeoffs")
+                    "04_file_formats", "05_hdf5_dataset", "06_tradeoffs", "07_beyond_one_machine")
 
 
 @pytest.fixture(autouse=True)

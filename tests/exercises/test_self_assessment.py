@@ -24,6 +24,14 @@ WRONG = [
     ("hdf5_opens", 7, "self_assessment_hdf5_opens", "Count the processes"),
     ("video_offline", "ACE", "self_assessment_video_offline", "1 of the 7 steps"),
     ("video_offline", "ABCDEFG", "self_assessment_video_offline", "3 of the 7 steps"),
+    # 07_beyond_one_machine
+    ("sampler_padding", 10, "self_assessment_sampler_padding", "repeats indices"),
+    ("sampler_padding", 8, "self_assessment_sampler_padding", "drop_last=True"),
+    ("sampler_padding", 11, "self_assessment_sampler_padding", "ceil(N / world_size)"),
+    ("iterable_workers", "A", "self_assessment_iterable_workers", "has no indices"),
+    ("iterable_workers", "D", "self_assessment_iterable_workers", "any `num_workers`"),
+    ("epoch_requests", 38_400, "self_assessment_epoch_requests", "every shard"),
+    ("epoch_requests", 1_200_000, "self_assessment_epoch_requests", "one request per sample"),
     # Malformed answers fail the visible form check, with a sentence saying how to write them.
     ("hotspot", "E", "self_assessment_hotspot_form", "choose exactly one of A, B, C, D"),
     ("hotspot", "AB", "self_assessment_hotspot_form", "choose exactly one"),
@@ -42,6 +50,7 @@ CORRECT = [
     ("hdf5_opens", 2), ("hdf5_opens", 2.0), ("hdf5_opens", np.int64(2)),
     ("video_offline", "ACEG"), ("video_offline", "g, e, c, a"),
     ("video_offline", ["A", "C", "E", "G"]), ("video_offline", {"G", "A", "C", "E"}),
+    ("sampler_padding", 12), ("iterable_workers", "b"), ("epoch_requests", 1200.0),
 ]
 
 

@@ -338,3 +338,15 @@ def test_a_notebook_of_widgets_runs_headless_without_waiting(tmp_path):
     html = [o["data"]["text/html"] for c in nb.cells[6:8] for o in c.outputs]
     assert "Hint 1 of 3" in html[0] and "memcourse-spoiler" in html[1]
     json.dumps(nb)  # the stored state is plain JSON
+
+
+def test_the_calculator_widget_follows_its_controls():
+    calc = widgets.scale_calculator("guide", nodes=1, ranks_per_node=2, workers_per_rank=2,
+                            samples_per_shard=500)
+    assert calc.plan.shards == 20 and "Scale calculator" in calc.text()
+    calc.controls["samples_per_shard"].value = 10_000
+    assert calc.plan.idle_workers == 3
+    calc.controls["nodes"].value = 0  # below the control's minimum: clamped, never an error
+    assert calc.plan is not None and calc.plan.nodes == 1
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        widgets.scale_calculator("cifar")
