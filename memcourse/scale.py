@@ -107,13 +107,21 @@ class ScalePlan:
         return self.batch_size * self.dataset.batch_sample_bytes
 
     @property
-    def in_flight_per_rank_bytes(self) -> int:
-        """Prefetched batches (num_workers x prefetch_factor, notebook 02) plus the batch in use,
-        plus each worker's shuffle buffer of samples as stored (shuffled before decoding)."""
-        workers = max(1, self.workers_per_rank)
+    def batches_per_rank_bytes(self) -> int:
+        """Prefetched batches (num_workers x prefetch_factor, notebook 01) and the one in use."""
         prefetched = self.workers_per_rank * self.prefetch_factor if self.workers_per_rank else 0
-        return ((prefetched + 1) * self.batch_bytes
-                + workers * self.shuffle_buffer * self.dataset.sample_bytes)
+        return (prefetched + 1) * self.batch_bytes
+
+    @property
+    def buffers_per_rank_bytes(self) -> int:
+        """Each reading process's shuffle buffer, of samples as stored (shuffled before
+        decoding)."""
+        return max(1, self.workers_per_rank) * self.shuffle_buffer * self.dataset.sample_bytes
+
+    @property
+    def in_flight_per_rank_bytes(self) -> int:
+        """Batches in flight plus shuffle buffers, on one rank."""
+        return self.batches_per_rank_bytes + self.buffers_per_rank_bytes
 
     @property
     def in_flight_per_node_bytes(self) -> int:
@@ -178,8 +186,11 @@ class ScalePlan:
             + (f"; {self.idle_workers:,} processes get none (idle)" if self.idle_workers else ""),
             f"per rank: {self.samples_per_rank:,} samples, {self.steps_per_epoch:,} steps of "
             f"{self.batch_size}",
-            f"bytes in flight per node: {self.in_flight_per_node_bytes / MIB:,.1f} MiB "
-            f"(batches prefetched and in use, plus shuffle buffers)",
+            f"bytes in flight per node: {self.in_flight_per_node_bytes / MIB:,.1f} MiB = "
+            f"{self.ranks_per_node * self.batches_per_rank_bytes / MIB:,.1f} MiB of batches "
+            f"(prefetched and in use) + "
+            f"{self.ranks_per_node * self.buffers_per_rank_bytes / MIB:,.1f} MiB of shuffle "
+            "buffers",
             f"page cache: the whole dataset {'fits' if self.fits_whole else 'does not fit'} in "
             f"{self.node_ram_bytes / GIB:,.0f} GiB per node; a node's share "
             f"({self.node_share_bytes / GIB:,.2f} GiB) {'fits' if self.fits_share else 'does not'}",

@@ -281,11 +281,13 @@ EXERCISE = Exercise(name="self_assessment", title="Self-assessment", subjects=(S
                         "and 05, question 4 on 05, question 5 on 06's section on offline "
                         "preprocessing. In 07, question 1 draws on its section 1 (ranks), 2 "
                         "on section 3 (the sharded dataset), 3 on section 4 (object storage).",
-                        "Re-read: for question 1, 01's section 5 ('Batches in flight') and its "
-                        "map of the memory; for 2, 02's sections 2 (`num_workers`) and 6 "
+                        "Re-read, in 06: for question 1, 01's section 5 ('Batches in flight') "
+                        "and its map of the memory; for 2, 02's sections 2 (`num_workers`) and 6 "
                         "(`pin_memory`); for 3, 04's sections 1 and 2 (memmap, and HDF5, which "
                         "is not memory-mapped); for 4, 05's Property 2; for 5, the decision "
-                        "table's last row.",
+                        "table's last row. In 07: for 1, section 1's padding cells; for 2, "
+                        "section 2's pipeline and its pitfalls; for 3, section 4's first "
+                        "measurement (one request per shard).",
                         "Question 1: what grows with `num_workers x prefetch_factor`? 2: "
                         "workers prepare batches in parallel with training, pinned memory "
                         "copies to the GPU faster. 3: a process reads only the bytes of the "

@@ -16,17 +16,24 @@ For any `world_size`, `rank`, `num_workers` (0: the main process; inside a worke
 all their workers together yield every sample exactly once per epoch; more consumers
 (`world_size * num_workers`) than shards works, the idle ones yielding nothing; the order changes
 from epoch to epoch, and the same `(seed, epoch)` gives the same order (every rank must compute
-the same shard permutation, or their shares overlap); it streams: one shard open at a time,
-memory flat, no shard left open after an epoch; and it works in real `fork` and `spawn` DataLoader
-workers, which receive a copy of the dataset after the main process's `set_epoch`.
+the same shard permutation, or their shares overlap); it splits whole shards, not samples:
+the one reader (rank and worker) that owns a shard streams it from start to end with one open
+(over HTTP, one request), and no other reader opens it that epoch (an idle reader opens none;
+taking every n-th sample of every shard yields each sample once but reads every shard n
+times; the check counts readers per shard, not opens, since `tarfile.open(path)` alone opens
+a file four times); it streams: one shard open at a time, memory flat, no shard
+left open after an epoch; and it works in real `fork` and `spawn` DataLoader workers, which
+receive a copy of the dataset after the main process's `set_epoch`.
 
 Samples are told apart by their label: in the fixtures, sample `i`'s `cls` is `i`, its image a
 (3, H, W) uint8 array drawn from `default_rng([seed, i])`, so the parent knows every sample
 without reading the shards. Ranks and workers are simulated in one process: one dataset per
 rank, and for each worker a pickled copy of it iterated while PyTorch's (private) worker-info
 slot says which worker this is, as a real worker sees it; the fork and spawn checks then run
-real DataLoader workers. An image of another type than samples_in_shard's (a uint8 tensor, say)
-is accepted: the checks judge which samples arrive, not their container.
+real DataLoader workers. Shard opens are counted by the parent (inotify on the check's own copy
+of the fixture, between marks around each reader's pass), not by code in the learner's process.
+An image of another type than samples_in_shard's (a uint8 tensor, say) is accepted: the checks
+judge which samples arrive, not their container.
 """
 
 from __future__ import annotations
@@ -184,10 +191,14 @@ def _copy(ds):
 
 
 def _grid(ctx, submission, world: int, workers: int, epochs: tuple[int, ...],
-          shard_count: int | None = None, seed: int = SEED) -> dict:
+          shard_count: int | None = None, seed: int = SEED, prefix: str = "",
+          marks: bool = False) -> dict:
     """One dataset per rank; per epoch, `set_epoch` on each, then each worker iterates a copy.
 
-    Saves the labels of each (epoch, rank, worker) as `e{epoch}_r{rank}_w{worker}`.
+    Saves the labels of each (epoch, rank, worker) as `{prefix}e{epoch}_r{rank}_w{worker}`.
+    With `marks`, the parent is asked to measure just before and just after each reader's
+    iteration (marks `{key}_start` and `{key}`), so the opens of mark `{key}` are the shard
+    files that reader opened.
     """
     shards = _shards(ctx, SMALL, shard_count)
     ranks = [_build(ctx, submission, shards, rank=r, world_size=world, seed=seed)
@@ -196,29 +207,31 @@ def _grid(ctx, submission, world: int, workers: int, epochs: tuple[int, ...],
         for r, ds in enumerate(ranks):
             _set_epoch(ctx, ds, e, f"rank {r}'s dataset")
             for w in range(max(workers, 1)):
+                key = f"{prefix}e{e}_r{r}_w{w}"
                 where = (f"iterating rank {r}'s dataset (world_size={world}) in the main "
                          f"process, epoch {e}") if workers == 0 else (
                     f"iterating rank {r}'s dataset (world_size={world}) as worker {w} of "
                     f"{workers}, epoch {e}")
-                if workers == 0:
-                    labels = ctx.call(where, _labels, ds)
-                else:
-                    copy = _copy(ds)
-                    with _as_worker(w, workers, copy):
-                        labels = ctx.call(where, _labels, copy)
-                ctx.save_array(f"e{e}_r{r}_w{w}", np.array(labels, dtype=np.int64))
+                reader = ds if workers == 0 else _copy(ds)
+                if marks:
+                    ctx.mark(f"{key}_start")
+                as_reader = (contextlib.nullcontext() if workers == 0 else
+                             _as_worker(w, workers, reader))
+                with as_reader:
+                    labels = ctx.call(where, _labels, reader)
+                if marks:
+                    ctx.mark(key)
+                ctx.save_array(key, np.array(labels, dtype=np.int64))
     return {"grids": [{"world": world, "workers": workers, "epochs": list(epochs),
                        "shards": len(shards)}]}
 
 
-def _grids(ctx, submission, grids) -> dict:
-    """Several grids, each saved under its own prefix `g{k}_`."""
+def _grids(ctx, submission, grids, marks: bool = False) -> dict:
+    """Several grids, each saved (and marked) under its own prefix `g{k}_`."""
     out = {"grids": []}
     for k, (world, workers, epochs, count) in enumerate(grids):
-        before = set(ctx.arrays)
-        data = _grid(ctx, submission, world, workers, epochs, count)
-        for key in set(ctx.arrays) - before:
-            ctx.arrays[f"g{k}_{key}"] = ctx.arrays.pop(key)
+        data = _grid(ctx, submission, world, workers, epochs, count, prefix=f"g{k}_",
+                     marks=marks)
         out["grids"] += data["grids"]
     return out
 
@@ -267,6 +280,12 @@ def act_other_grids(ctx, submission):
 
 def act_more_consumers_than_shards(ctx, submission):
     return _grid(ctx, submission, 2, 3, (0, 1), shard_count=4)
+
+
+def act_one_reader_per_shard(ctx, submission):
+    """The 2 x 2 grid over 13 shards and the 2 x 3 grid over 4 (idle readers), each reader's
+    iteration between two marks, so the parent counts which shard files each reader opened."""
+    return _grids(ctx, submission, [(2, 2, (0, 1), None), (2, 3, (0,), 4)], marks=True)
 
 
 def _order(ctx, submission, seed: int, first: int, count: int | None) -> dict:
@@ -486,6 +505,73 @@ def _judge_grid(hidden: bool):
     return judge
 
 
+def _shards_opened(mark, count: int) -> dict[str, int]:
+    """How many times each of the first `count` shard files of the small fixture was opened
+    since the mark before `mark` (every one of them listed, 0 included)."""
+    opens = {name: 0 for name in map(_shard_name, range(count))}
+    for f, k in mark.opens.items():
+        name = f.removeprefix(SMALL + "/")
+        if f.startswith(SMALL + "/") and name in opens:
+            opens[name] += k
+    return opens
+
+
+def _readers_words(readers: dict[str, int], n_readers: int) -> str:
+    """'each of the 13 shard files was opened by all 4 readers', or the first shards opened by
+    other than one reader, with how many opened each."""
+    counts = set(readers.values())
+    if counts == {n_readers}:
+        return f"each of the {len(readers)} shard files was opened by all {n_readers} readers"
+    if len(counts) == 1:
+        k = counts.pop()
+        return f"each of the {len(readers)} shard files was opened by {k or 'no'} readers"
+    wrong = [(name, k) for name, k in readers.items() if k != 1]
+    listed = ", ".join(f"{name} by {k or 'none'}" for name, k in wrong[:4])
+    return (f"{len(wrong)} of the {len(readers)} shard files were opened by other than one "
+            f"reader ({listed}{', ...' if len(wrong) > 4 else ''})")
+
+
+def judge_one_reader_per_shard(trace) -> None:
+    """Each shard file opened by exactly one reader (rank and worker) per epoch.
+
+    Readers are counted, not opens: `tarfile.open(path)` opens the file four times (it probes
+    gzip, bz2 and xz before plain tar) and is still one reader streaming its own shard. Judged
+    only where every sample arrived exactly once: which samples arrive is what the grid checks
+    judge, and a split that duplicates samples is their deduction, not this one's. A reader
+    that owns no shard and opens nothing is fine. Without inotify (not Linux) the parent
+    cannot count opens, and the check passes.
+    """
+    if not trace.opens_available:
+        return
+    for k, grid in enumerate(trace.data["grids"]):
+        world, workers, count = grid["world"], grid["workers"], grid["shards"]
+        slots = max(workers, 1)
+        everyone = [(r, w) for r in range(world) for w in range(slots)]
+        for e in grid["epochs"]:
+            keys = {rw: f"g{k}_e{e}_r{rw[0]}_w{rw[1]}" for rw in everyone}
+            t = _tally(np.concatenate([trace.arrays[key] for key in keys.values()]),
+                       _samples_in(count))
+            if t["twice"] or t["never"] or t["other"]:
+                continue
+            by_reader = {rw: _shards_opened(trace.mark(key), count) for rw, key in keys.items()}
+            names = list(map(_shard_name, range(count)))
+            readers = {name: sum(o[name] > 0 for o in by_reader.values()) for name in names}
+            if all(n == 1 for n in readers.values()):
+                continue
+            total = sum(sum(o.values()) for o in by_reader.values())
+            who = ", ".join(f"{_who(world, *rw)} opened {sum(n > 0 for n in o.values())}"
+                            for rw, o in by_reader.items())
+            raise Fail(
+                f"with world_size={world} and {workers} DataLoader workers per rank "
+                f"({len(everyone)} readers over {count} shards), epoch {e} yielded every sample "
+                f"once, but {_readers_words(readers, len(everyone))} ({who}; {total} opens in "
+                "all). Every reader that opens a shard reads it (over HTTP: a request and its "
+                "bytes), whatever it keeps. Split whole shards, not samples: each reader takes "
+                "its own shards of the epoch's permutation (`order[consumer::consumers]`) and "
+                "yields every sample of each, so that one reader opens each shard, once per "
+                "epoch.")
+
+
 def judge_once(trace) -> None:
     n, _per, height, width = SMALL_LAYOUT
     data = trace.data
@@ -650,6 +736,13 @@ CHECKS = [
           act_more_consumers_than_shards, _judge_grid(False), fixtures=(SMALL,),
           hint="A consumer whose share is empty must simply yield nothing: "
                "`order[consumer::consumers]` is then an empty slice, not an error."),
+    Check("sharded_samples_one_reader_per_shard", 1,
+          "2 ranks x 2 workers over 13 shards, and 2 x 3 over 4: each shard file is opened by "
+          "exactly one reader per epoch",
+          act_one_reader_per_shard, judge_one_reader_per_shard, fixtures=(SMALL,),
+          hint="Split whole shards, not samples: a reader that opens a shard yields all of it, "
+               "and no other reader opens it. Taking every n-th sample of every shard yields "
+               "each sample once but reads each shard n times."),
     Check("sharded_samples_new_order_each_epoch", 1,
           "the order changes with `set_epoch`, and the same (seed, epoch) gives the same order",
           act_new_order_each_epoch, _judge_order(False), fixtures=(SMALL,),

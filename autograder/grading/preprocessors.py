@@ -8,16 +8,19 @@
   verdicts computed outside the learner's kernel, shaped so nbgrader scores them exactly.
 - `HideHiddenTests` (feedback): nbgrader's ClearHiddenTests, plus tracebacks reduced to their
   last line, so hidden test code shows neither in cell sources nor in error messages.
+- `HideMarkSchemes` (feedback): nbgrader's ClearMarkScheme on task cells only. Autograde
+  restores task cells from the gradebook, mark scheme included (formgrader shows it to the
+  grader); the feedback shows the question as the release did, and the learner's cells whole.
 """
 
 from __future__ import annotations
 
 import nbformat
 from nbformat import NotebookNode
-from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, NbGraderPreprocessor
 from traitlets import Dict
 
-from autograder.cells import TEST, check_calls, role
+from autograder.cells import TEST, check_calls, is_task, role
 from autograder.engine.check_report import Report
 from autograder.engine.spec import NOT_ATTEMPTED, Exercise, Verdict
 from autograder.exercises import all_exercises
@@ -130,3 +133,18 @@ class HideHiddenTests(ClearHiddenTests):
                 cell.outputs = [o for o in cell.get("outputs", [])
                                 if o.get("output_type") != "execute_result"]
         return cell, resources
+
+
+class HideMarkSchemes(ClearMarkScheme):
+    """Remove the mark scheme (model answer and rubric) from task cells, and touch no other cell.
+
+    nbgrader's ClearMarkScheme, with the delimiters `generate_assignment` stripped from the
+    release, but only on task cells: those are locked and restored from the gradebook, so they
+    hold the instructor's text. On every cell, as nbgrader runs it, a learner's cell that
+    mentions "BEGIN MARK SCHEME" would lose its text or make the feedback fail (RuntimeError).
+    """
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if not is_task(cell):
+            return cell, resources
+        return super().preprocess_cell(cell, resources, cell_index)

@@ -6,9 +6,9 @@ command line's flags override it. The cell time limit is nbgrader's own `c.Execu
 so the course states it once for nbgrader's Validate, plain `nbgrader autograde` and us.
 
 `grading_config` builds every nbgrader setting grading changes (the sanitize chain, the
-autograde chain with `UsePreparedRun` in place of execution, feedback without hidden tests, the
-executor's limits); the workers and the gradebook writer both use it, over the course's own
-configuration.
+autograde chain with `UsePreparedRun` in place of execution, feedback without hidden tests or
+mark schemes, the executor's limits); the workers and the gradebook writer both use it, over the
+course's own configuration.
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ from traitlets.config import Config, Configurable
 
 from autograder import course
 from autograder.engine.limits import Limits
-from autograder.grading.preprocessors import HideHiddenTests, RestoreSubmission, UsePreparedRun
+from autograder.grading.preprocessors import (
+    HideHiddenTests,
+    HideMarkSchemes,
+    RestoreSubmission,
+    UsePreparedRun,
+)
 
 # The one tag the executor would skip: nbclient's default, `skip-execution`, would let a
 # submission skip its own tests; nothing in the course uses this one.
@@ -111,7 +116,8 @@ def grading_config(settings: GradingSettings | None = None) -> Config:
     c.Autograde.autograde_preprocessors = [
         UsePreparedRun, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-    c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+    c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, HideMarkSchemes,
+                                        CSSHTMLHeaderPreprocessor]
     if settings is not None:
         c.ResilientExecute.timeout = settings.cell_timeout_s
         c.ResilientExecute.notebook_timeout = settings.notebook_timeout_s

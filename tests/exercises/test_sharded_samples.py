@@ -66,6 +66,7 @@ ONCE = "sharded_samples_once"
 GRID = "sharded_samples_ranks_and_workers"
 GRIDS = "sharded_samples_other_grids"
 MORE = "sharded_samples_more_consumers_than_shards"
+ONE_READER = "sharded_samples_one_reader_per_shard"
 ORDER = "sharded_samples_new_order_each_epoch"
 STREAMS = "sharded_samples_streams"
 ONE_OPEN = "sharded_samples_one_shard_open"
@@ -95,6 +96,11 @@ WRONG = {
                    for s in order[consumer::consumers]]
         for group in itertools.zip_longest(*streams):
             yield from (item for item in group if item is not None)"""), ONE_OPEN),
+    # Splits samples, not shards: every reader opens every shard and keeps every n-th sample.
+    # Each sample arrives once, but each shard is read (over HTTP: requested) n times.
+    "every_nth_sample_of_every_shard": (variant(LOOP, """every = itertools.chain.from_iterable(
+            samples_in_shard(self.shards[s]) for s in order)
+        yield from itertools.islice(every, consumer, None, consumers)"""), ONE_READER),
     "raises_when_its_share_is_empty": (variant(LOOP, """mine = order[consumer::consumers]
         assert len(mine) > 0, "no shards for this worker"
         for s in mine:
@@ -134,8 +140,16 @@ ONE_DEDUCTION = {
     "opens_all_shards_at_once": (WRONG["opens_all_shards_at_once"][0], {ONE_OPEN},
                                  {ONCE, GRID, ORDER, STREAMS},
                                  {ONE_OPEN: "shard files were open at once"}),
+    "every_nth_sample_of_every_shard": (WRONG["every_nth_sample_of_every_shard"][0],
+                                        {ONE_READER}, {ONCE, GRID, GRIDS, MORE, ORDER, ONE_OPEN,
+                                                      FORK},
+                                        {ONE_READER: "each of the 13 shard files was opened "
+                                                     "by all 4 readers"}),
+    # Duplicated samples are the grid checks' deduction: the opens check judges only epochs
+    # where every sample arrived once.
     "every_worker_reads_every_shard": (WRONG["every_worker_reads_every_shard"][0],
-                                       {GRID, MORE, FORK}, {ONCE, ORDER, STREAMS, ONE_OPEN},
+                                       {GRID, MORE, FORK},
+                                       {ONCE, ORDER, STREAMS, ONE_OPEN, ONE_READER},
                                        {GRID: "The 2 workers of rank 0 yielded the same",
                                         FORK: "75 seen more than once"}),
     "ignores_the_rank": (WRONG["ignores_the_rank"][0], {GRID, MORE}, {ONCE, ORDER, FORK},
@@ -202,6 +216,18 @@ class ShardedSamples(IterableDataset):
             for image, label in samples_in_shard(shard):
                 yield image, label
 """,
+    # `tarfile.open(path)` opens each file four times (probing gzip, bz2 and xz first): still
+    # one reader per shard, which is what ONE_READER counts.
+    "tarfile_open_of_its_own_shards": "import io, tarfile\n" + variant(
+        LOOP, LOOP.splitlines()[0] + """
+            with tarfile.open(self.shards[s]) as tar:
+                parts = {}
+                for member in tar:
+                    key, ext = member.name.split(".", 1)
+                    parts.setdefault(key, {})[ext] = tar.extractfile(member).read()
+                    if len(parts[key]) == 2:
+                        sample = parts.pop(key)
+                        yield np.load(io.BytesIO(sample["npy"])), int(sample["cls"])"""),
     "islice_share": variant(LOOP, """for s in itertools.islice(order, consumer, None, consumers):
             yield from samples_in_shard(self.shards[s])"""),
 }

@@ -37,6 +37,8 @@ def test_bytes_in_flight_count_decoded_batches_and_stored_shuffle_buffers():
     batch = 10 * 400  # decoded bytes per sample
     per_rank = (2 * 3 + 1) * batch + 2 * 50 * 100  # prefetched + in use, buffers as stored
     assert p.in_flight_per_rank_bytes == per_rank
+    assert (p.batches_per_rank_bytes, p.buffers_per_rank_bytes) == (7 * batch, 2 * 50 * 100)
+    assert "MiB of shuffle buffers" in p.lines()[5]
     assert p.in_flight_per_node_bytes == 2 * per_rank
 
 
