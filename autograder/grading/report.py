@@ -95,6 +95,19 @@ def report(records: list[dict], elapsed: float, unmatched: list[dict] | None = N
             lines.append(f"- **{r['student']} / {r['assignment']}** ({r['status']}, "
                          f"{r['score']:g}{out_of}): " + ("; ".join(r["problems"]) or r["status"]))
         lines.append("")
+    manual = defaultdict(list)
+    for r in records:
+        if r["status"] == "graded" and r.get("needs_manual_grade"):
+            manual[r["assignment"]].append(r["student"])
+    if manual:
+        attention += sum(len(names) for names in manual.values())
+        lines += [f"### Written answers to grade by hand: {sum(map(len, manual.values()))}", "",
+                  "Their scores hold only the autograded points until you grade the written "
+                  "answers in formgrader (Manage Submissions) and run the same `memcourse "
+                  "grade` command again.", ""]
+        lines += [f"- {a}: {len(names)} — {', '.join(sorted(names))}"
+                  for a, names in sorted(manual.items())]
+        lines.append("")
     if unmatched:
         attention += len(unmatched)
         lines += [f"### Notebooks graded nowhere: {len(unmatched)}", ""]

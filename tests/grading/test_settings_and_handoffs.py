@@ -166,3 +166,22 @@ def test_the_report_counts_submissions_in_words():
     assert "18 submissions (one per student and assignment)" in report(records, 12.0)
     assert "unchanged since an earlier run" not in report(records, 12.0)
     assert "(3 of them unchanged since an earlier run" in report(records, 12.0, reused=3)
+
+
+def test_the_report_lists_written_answers_waiting_for_hand_grading():
+    """Does the report tell the instructor which graded submissions still hold written answers
+    to grade by hand (their scores are autograded points only), and not the others?"""
+    from autograder.grading.report import report
+
+    def record(student, status, manual):
+        return {"status": status, "flags": [], "student": student, "assignment": "07_x",
+                "problems": [], "score": 20.0, "max_score": 24.0, "needs_manual_grade": manual}
+
+    records = [record("ada", "graded", True), record("bo", "graded", False),
+               record("cy", "not_submitted", True)]
+    text = report(records, 3.0)
+    assert "### Written answers to grade by hand: 1" in text
+    assert "- 07_x: 1 — ada" in text
+    assert "Nothing: every submission" not in text
+    assert "Written answers to grade by hand" not in report(records[1:], 3.0)
+
