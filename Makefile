@@ -39,7 +39,7 @@ grade: venv  ## grade a class: make grade SUBMISSIONS=path OUT=dir [JOBS=n] [ASS
 	$(PY) -m memcourse_apps grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(JOBS),--jobs $(JOBS)) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
 .PHONY: bench
-bench: venv  ## measure what each technique costs (about 13 min): bench/results.md, README table
+bench: venv  ## measure what each technique costs (20–25 min on 2 cores): bench/results.md, README table
 	$(PY) -m memcourse_apps bench
 
 lint: venv  ## ruff over the Python packages and tests
