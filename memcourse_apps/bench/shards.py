@@ -152,8 +152,8 @@ def markdown(res: dict) -> str:
         "**Compared with the best shard size** of the same column, paired epoch by epoch "
         "(*share of best*; 1.0 is the fastest size), and HTTP with the same files read warm "
         "from disk (*HTTP ÷ warm*). *Bytes/sample* is the shards' size over the samples; "
-        "*overhead* is what is not pixels (tar and pax headers, padding, the `.npy` header). The "
-        "server sent the shards' bytes once per epoch: "
+        "*overhead* is what is not pixels (tar headers, padding, the `.npy` header, the "
+        "label's member). The server sent the shards' bytes once per epoch: "
         f"{num(max(r['http_bytes_over_file'] for r in res['rows']), 3)}x the files at most.",
         "",
         table(["samples per shard", "shards", "opens", "bytes/sample", "overhead bytes/sample",
