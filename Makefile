@@ -34,9 +34,9 @@ notebooks: venv  ## clean solutions/ and regenerate notebooks/ from it with nbgr
 data: venv  ## write the default (small) dataset into data/small/
 	$(PY) -m memcourse_apps data
 
-grade: venv  ## grade a class: make grade SUBMISSIONS=path OUT=dir [JOBS=n] [ASSIGNMENT=name]
+grade: venv  ## grade a class: make grade SUBMISSIONS=path OUT=dir [JOBS=n] [ASSIGNMENT=name] [SCHEDULER=tcp://host:8786]
 	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=path OUT=dir"; exit 2; }
-	$(PY) -m memcourse_apps grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(JOBS),--jobs $(JOBS)) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+	$(PY) -m memcourse_apps grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(JOBS),--jobs $(JOBS)) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 .PHONY: bench
 bench: venv  ## measure what each technique costs (20–25 min on 2 cores): bench/results.md, README table

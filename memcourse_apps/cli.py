@@ -43,7 +43,7 @@ def _grade(args: argparse.Namespace) -> None:
         repo_root(), jobs=args.jobs, cell_timeout_s=args.cell_timeout,
         notebook_timeout_s=args.notebook_timeout, kernel_memory_mib=args.memory)
     records = grade(Path(args.submissions), Path(args.out), assignment=args.assignment,
-                    force=args.force, settings=settings)
+                    force=args.force, settings=settings, scheduler=args.scheduler)
     print(f"{report.count_line(records)}; see {args.out}/report.md")
 
 
@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: c.GradingSettings.kernel_memory_mib)")
     p.add_argument("--assignment", metavar="NAME", default=None, help="grade only this one")
     p.add_argument("--force", action="store_true", help="re-grade what was already graded")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="prepare the notebooks on this Dask cluster (tcp://host:8786, or a "
+                   "scheduler file) instead of on this machine; every worker needs the same "
+                   "commit of the course, installed with pip install -e '.[cluster]' "
+                   "(--jobs is then ignored: the workers' threads decide)")
     p.set_defaults(func=_grade)
 
     p = sub.add_parser("bench", help="measure what each technique costs: bench/results.md",
@@ -146,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runs per figure in reads, loaders, memory and shards (default 5)")
     p.add_argument("--grading-submissions", type=int, default=10, metavar="N",
                    help="submissions graded by each grader (default 10)")
-    p.add_argument("--grading-repeats", type=int, default=2, metavar="N",
-                   help="runs of each grader, alternating which goes first (default 2; each "
+    p.add_argument("--grading-repeats", type=int, default=3, metavar="N",
+                   help="runs of each grader, alternating which goes first (default 3; each "
                         "run takes minutes)")
     p.add_argument("--jobs", type=_positive(int), default=2,
                    help="memcourse grade --jobs (default 2)")

@@ -72,7 +72,6 @@ class Trace:
     operation: str = ""
     limit: str = ""
     limit_detail: str = ""
-    peak_tree_mib: float = 0.0
     wall_s: float = 0.0
     output_tail: str = ""
     opens_available: bool = True
@@ -305,10 +304,8 @@ class _Child:
             if len(procs) > self.limits.processes:
                 self._stop(proc)
                 return traces, stop_current("processes", f"{len(procs)} processes were running")
-            used = observe.tree_pss_mib(procs)
-            if current is not None:
-                current.peak_tree_mib = max(current.peak_tree_mib, used)
-            if used > self.limits.memory_mib:
+            used = observe.tree_pss_above(procs, self.limits.memory_mib)
+            if used is not None:
                 self._stop(proc)
                 return traces, stop_current(
                     "memory", f"the process and its workers reached {used / 1024:.1f} GB")

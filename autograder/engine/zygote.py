@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import array
+import atexit
+import gc
 import importlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,7 +59,16 @@ def _preload(entries: Iterable[str], done: set[str]) -> None:
     """Import each `"module"`, or import `"module:function"` and call `function()`, once.
 
     A failure is reported on stderr and skipped: a child that needs the module imports it itself.
+    Everything imported is then frozen out of the garbage collector (`gc.freeze`): a child's
+    collection would otherwise visit, and so copy, every page of the zygote's objects.
     """
+    try:
+        _import_each(entries, done)
+    finally:
+        gc.freeze()
+
+
+def _import_each(entries: Iterable[str], done: set[str]) -> None:
     for entry in entries:
         if entry in done:
             continue
@@ -70,6 +82,17 @@ def _preload(entries: Iterable[str], done: set[str]) -> None:
             print(f"memcourse zygote: could not preload {entry}:", file=sys.stderr)
             traceback.print_exc()
             sys.stderr.flush()
+
+
+def _name_process(target: str) -> None:
+    """Name a forked child after its target (`ps`, /proc/PID/comm): `mc-child` for a check,
+    `mc-warm_kernel` for a kernel, so a glance or a profiler tells the children apart."""
+    module = target.partition(":")[0].rsplit(".", 1)[-1]
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(f"mc-{module}"[:15])
+    except OSError:
+        pass
 
 
 def _run_target(request: dict, fds: list[int]) -> int:
@@ -115,6 +138,7 @@ def _serve(path: str, warmed: set[str]) -> None:
                     try:
                         conn.close()
                         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                        _name_process(request["target"])
                         apply_in_child(Limits(**request["limits"]))
                         out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
                         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -147,23 +171,36 @@ def _serve(path: str, warmed: set[str]) -> None:
                 conn.sendall(json.dumps({"exit": pid, "code": code}).encode() + b"\n")
 
 
+def _socket_folder() -> str:
+    """A new private folder for the zygote's socket, under a short path.
+
+    A Unix socket's path may not exceed 107 bytes; a grading job's temporary folder is often
+    longer (it names the student, the assignment and the notebook), and a zygote that cannot
+    bind its socket would leave every child to start cold. /tmp keeps the path short.
+    """
+    base = "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else None
+    return tempfile.mkdtemp(prefix="mcz-", dir=base)
+
+
 class Zygote:
     """The client side: one warm zygote per parent process, started on first use."""
 
     _instances: dict[tuple, Zygote] = {}
+    _failed: set[tuple] = set()  # keys whose zygote stopped before serving: not restarted
 
     def __init__(self, env: dict[str, str], wrap=None, preload: tuple[str, ...] = ()):
-        self._dir = tempfile.mkdtemp(prefix="mc-zygote-")
-        path = os.path.join(self._dir, "sock")
+        self.folder = _socket_folder()
+        path = os.path.join(self.folder, "sock")
         command = [sys.executable, "-m", "autograder.engine.zygote", path]
         if preload:
             command += ["--preload", ",".join(preload)]
         self.preload = list(preload)  # what it imports; more go with the next request
         self._unsent: list[str] = []
+        self.sandboxed = wrap is not None
         if wrap is not None:
             # A sandboxed zygote: its children inherit the sandbox. Every job folder is made
             # under the temporary folder, which the sandbox must therefore let it write.
-            command = wrap(command, [Path(tempfile.gettempdir())])
+            command = wrap(command, [Path(tempfile.gettempdir()), Path(self.folder)])
         self.proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         self._path = path
@@ -184,6 +221,67 @@ class Zygote:
             self._conn = conn
         return self._conn
 
+    @property
+    def own_pids(self) -> set[int]:
+        """The zygote's own processes: the one started (a sandbox, or the zygote) and, inside a
+        sandbox, the zygote under it; never a child it forked."""
+        pids = {self.proc.pid}
+        if self.sandboxed:
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    pids.update(int(p) for p in f.read().split())
+            except OSError:
+                pass
+        return pids
+
+    def clear_folder(self) -> None:
+        """Remove what children wrote into the socket's folder (it is writable in the
+        sandbox), keeping the socket."""
+        for entry in Path(self.folder).iterdir():
+            if entry.name == "sock":
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+    @classmethod
+    def running(cls) -> list[Zygote]:
+        """The zygotes this process started that are still running."""
+        return [z for z in cls._instances.values() if z.proc.poll() is None]
+
+    def close(self) -> None:
+        """Stop the zygote and every child it forked that is still running; remove its socket.
+
+        Its children run in sessions of their own, so each is killed by its process group.
+        """
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                self.proc.kill()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        for key, inst in list(Zygote._instances.items()):
+            if inst is self:
+                del Zygote._instances[key]
+
+    @classmethod
+    def close_all(cls) -> None:
+        """Stop every zygote this process started (`close`)."""
+        for inst in list(cls._instances.values()):
+            if inst is not None:
+                inst.close()
+        cls._instances.clear()
+
     @classmethod
     def get(cls, env: dict[str, str], wrap=None, preload: tuple[str, ...] = ()
             ) -> Zygote | None:
@@ -197,8 +295,23 @@ class Zygote:
         if os.environ.get("MEMCOURSE_ZYGOTE", "1") == "0" or not hasattr(os, "fork"):
             return None
         key = (wrap, tempfile.gettempdir(), os.getpid())
+        if key in cls._failed:
+            return None
         inst = cls._instances.get(key)
-        if inst is None or inst.proc.poll() is not None:
+        if inst is not None and inst.proc.poll() is not None:
+            # It stopped. One that never served a request will not start next time either:
+            # every later child then starts as a fresh interpreter, without paying for a
+            # zygote that imports torch and fails again.
+            cls._instances.pop(key, None)
+            if inst._conn is None:
+                cls._failed.add(key)
+                inst.close()
+                return None
+            inst.close()
+            inst = None
+        if inst is None:
+            if not cls._instances:
+                atexit.register(cls.close_all)  # no socket folder outlives its process
             try:
                 inst = cls._instances[key] = cls(env, wrap, tuple(preload))
             except (OSError, RuntimeError):

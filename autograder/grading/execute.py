@@ -143,11 +143,18 @@ class ResilientExecute(Execute):
                 cell.outputs = [message]
 
 
-def install_kernelspec(base: Path, limits_json: str = "{}") -> Path:
-    """Write the sandboxed kernel's kernelspec under `base`; return the folder for JUPYTER_PATH."""
+def install_kernelspec(base: Path, limits_json: str = "{}", provisioner: str | None = None
+                       ) -> Path:
+    """Write the sandboxed kernel's kernelspec under `base`; return the folder for JUPYTER_PATH.
+
+    `provisioner` names a jupyter_client kernel provisioner to start it with (the grader's
+    `warm_kernel`); its fallback is the spec's command.
+    """
     spec_dir = base / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
+    metadata = {"kernel_provisioner": {"provisioner_name": provisioner}} if provisioner else {}
     (spec_dir / "kernel.json").write_text(json.dumps({
+        "metadata": metadata,
         "argv": [sys.executable, "-m", "autograder.grading.kernel_launcher",
                  "{connection_file}"],
         "display_name": "Python 3 (memcourse grader)",

@@ -48,13 +48,11 @@ class Job:
     assignment: str
     notebook: str  # the assignment's notebook name this candidate stands for
     submitted_notebook: str  # the reconciled candidate (grading/work/candidates/...)
-    submission_dir: str  # its folder, copied whole into `workdir`
+    submission_dir: str  # its folder, copied whole into the folder the notebook runs in
     release_notebook: str  # the staged release notebook it is compared with
     course_root: str  # where nbgrader_config.py is: the course's own nbgrader settings
     db_url: str  # a snapshot of the gradebook (OverwriteCells reads the source cells)
-    workdir: str  # where the notebook runs
-    outdir: str  # where prepared.json, executed.ipynb and the program's output go
-    scratch: str  # this job's private temporary folder; removed by nobody else
+    outdir: str  # where prepared.json, executed.ipynb, calls.jsonl and program.log land
     hide: list[str]  # folders the sandbox hides (solutions, other submissions, the gradebook)
     cell_timeout_s: float
     notebook_timeout_s: float

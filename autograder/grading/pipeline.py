@@ -31,22 +31,24 @@ import sys
 import time
 import warnings
 import zipfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 from tqdm.auto import tqdm
 
 from autograder import course
-from autograder.exercises import all_exercises
-from autograder.grading import build, intake, reconcile, report
+from autograder.grading import build, intake, reconcile, report, slots
 from autograder.grading.gradebook import GradebookWriter, error_record
-from autograder.grading.handoffs import Job, Record, prepared_folder
+from autograder.grading.handoffs import PREPARED_FILE, Job, Record, prepared_folder
 from autograder.grading.inputs import Submission, Unmatched, find_submissions, match_name
 from autograder.grading.settings import GradingSettings
-from memcourse import data
 from memcourse.errors import CourseError
+
+if TYPE_CHECKING:  # only a type: Dask is the optional `cluster` extra
+    from distributed import Client
 
 
 class GradingError(CourseError):
@@ -151,16 +153,40 @@ def _grading_conditions(staged: build.StagedCourse, assignment: str,
     return digest.hexdigest()
 
 
+def _expected_seconds(prepared_root: Path, staged: build.StagedCourse,
+                      assignments: list[str]) -> dict[str, float]:
+    """How long preparing one submission of each assignment is expected to take, in seconds.
+
+    The median of what earlier runs measured (their prepared.json) where there is one; else a
+    guess from the size of the release's code, scaled by the measured assignments when any.
+    Only the order of the work depends on it.
+    """
+    measured: dict[str, float] = {}
+    for assignment in assignments:
+        times = []
+        for path in prepared_root.glob(f"*/{assignment}/*~*/{PREPARED_FILE}"):
+            try:
+                times.append(float(json.loads(path.read_text())["wall_s"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        if times:
+            measured[assignment] = sorted(times)[len(times) // 2]
+    size = {}
+    for assignment in assignments:
+        code = 0
+        for name in staged[assignment].notebooks:
+            nb = nbformat.read(staged.release_notebook(assignment, name), as_version=4)
+            code += sum(len(c.source) for c in nb.cells if c.cell_type == "code")
+        size[assignment] = max(code, 1)
+    known = [measured[a] / size[a] for a in measured]
+    per_char = sorted(known)[len(known) // 2] if known else 1e-3
+    return {a: measured.get(a, size[a] * per_char) for a in assignments}
+
+
 def _prepare_course(root: Path, staging: Path, assignments: list[str]) -> build.StagedCourse:
     """Stage the assignments' release for grading and make every dataset and fixture exist."""
     staged = build.stage_release(root, staging, assignments)
-    os.environ.setdefault("MEMCOURSE_DATA", str(data.data_dir()))
-    data.ensure_dataset("tiny", progress=False)
-    data.ensure_npy_folder("tiny", progress=False)
-    exercises = {e.name: e for e in all_exercises().values()}
-    for exercise in exercises.values():
-        if exercise.make_fixtures:
-            exercise.make_fixtures()
+    slots.ensure_grading_data()
     return staged
 
 
@@ -254,12 +280,16 @@ def _note_attempts(sub: Submission, attempts: list[Attempt]) -> None:
 
 def grade(submissions: Path, out: Path, jobs: int | None = None,
           assignment: str | None = None, force: bool = False, root: Path | None = None,
-          settings: GradingSettings | None = None, progress: bool = True) -> list[dict]:
+          settings: GradingSettings | None = None, progress: bool = True,
+          scheduler: str | Client | None = None) -> list[dict]:
     """Grade every submission under `submissions` (a folder or a .zip); write results to `out`.
 
     `settings` default to what the course's nbgrader_config.py says (`GradingSettings`);
-    `jobs` overrides theirs. Returns the records as results.json holds them. Raises
-    GradingError only when the batch cannot run at all.
+    `jobs` overrides theirs. `scheduler`: prepare the notebooks as tasks on the Dask cluster
+    at this address (tcp://host:8786, a scheduler file, or a `distributed.Client`) instead of
+    in `jobs` local worker processes (`cluster.DaskPreparer`); everything else is the same.
+    Returns the records as results.json holds them. Raises GradingError only when the batch
+    cannot run at all (`cluster.ClusterError`, one, when the cluster cannot grade).
     """
     root = Path(root or course.repo_root()).resolve()
     out = Path(out).resolve()
@@ -277,6 +307,8 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     grading_root = (root / grading_root) if not grading_root.is_absolute() else grading_root
     work = grading_root.parent / "work"
     work.mkdir(parents=True, exist_ok=True)
+    for legacy in ("run", "scratch"):  # learners' files an older version left after grading
+        shutil.rmtree(work / legacy, ignore_errors=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -325,6 +357,9 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
         else:
             records[sub.key] = Record.of(sub, sub.status, fingerprint)
 
+    # Longest first: the last submissions then end together instead of leaving slots idle.
+    expected = _expected_seconds(work / "prepared", staged, chosen)
+    todo.sort(key=lambda item: -expected[item[0].assignment])
     snapshot = work / "gradebook-snapshot.db"
     db_path = Path(api.coursedir.db_url.replace("sqlite:///", ""))
     if todo:
@@ -333,7 +368,7 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
                    str(staged.source_directory), str(grading_root.parent), str(submissions)})
     prepared_root = work / "prepared"
 
-    def prepare(sub: Submission, attempt: Attempt) -> tuple[Submission, Attempt]:
+    def job_for(sub: Submission, attempt: Attempt) -> tuple[Job, str]:
         name = f"{sub.student}__{sub.assignment}__{attempt.notebook}__{attempt.index}"
         outdir = prepared_folder(prepared_root, sub.student, sub.assignment, attempt.notebook,
                                  attempt.index)
@@ -342,26 +377,11 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
             submitted_notebook=str(attempt.staged), submission_dir=str(attempt.staged.parent),
             release_notebook=str(staged.release_notebook(sub.assignment, attempt.notebook)),
             course_root=str(root), db_url=f"sqlite:///{snapshot}",
-            workdir=str(work / "run" / sub.student / sub.assignment / f"{attempt.notebook}~"
-                        f"{attempt.index}"),
             outdir=str(outdir),
-            scratch=str(work / "scratch" / sub.student / f"{sub.assignment}~"
-                        f"{attempt.notebook}~{attempt.index}"),
             hide=hide, cell_timeout_s=settings.cell_timeout_s,
             notebook_timeout_s=settings.notebook_timeout_s,
             kernel_limits=settings.kernel_limits, check_limits=settings.check_limits)
-        job_path = work / "jobs" / f"{name}.json"
-        job.write(job_path)
-        log = work / "logs" / f"{name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "wb") as f:
-            try:
-                subprocess.run([sys.executable, "-m", "autograder.grading.worker", str(job_path)],
-                               stdout=f, stderr=subprocess.STDOUT, cwd=root,
-                               timeout=settings.notebook_timeout_s * 3 + 600)
-            except subprocess.TimeoutExpired:
-                pass
-        return sub, attempt
+        return job, name
 
     # nbgrader 0.9.6 with SQLAlchemy 2.1 warns on every autograde; harmless (toolchain probe).
     warnings.filterwarnings("ignore", message=".*not in session.*")
@@ -369,9 +389,22 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     started = time.monotonic()
     waiting = {sub.key: sum(a.run and a.staged is not None for a in attempts)
                for sub, attempts in todo}
-    with ThreadPoolExecutor(max_workers=settings.workers) as pool:
-        futures = [pool.submit(prepare, sub, a) for sub, attempts in todo for a in attempts
-                   if a.run and a.staged is not None]
+    timeout_s = settings.notebook_timeout_s * 3 + 600
+    if scheduler is not None and todo:
+        # lazy: cluster imports Dask only for --scheduler (the optional `cluster` extra)
+        from autograder.grading.cluster import DaskPreparer
+
+        preparer = DaskPreparer(scheduler, root, work, snapshot, timeout_s=timeout_s)
+        if progress:
+            print(f"grading on the {preparer.describe()}", file=sys.stderr, flush=True)
+    else:
+        preparer = slots.LocalPreparer(root, work, settings.workers, timeout_s=timeout_s)
+    try:
+        futures = {}
+        for sub, attempts in todo:
+            for a in attempts:
+                if a.run and a.staged is not None:
+                    futures[preparer.submit(*job_for(sub, a))] = sub
         bar = tqdm(total=len(todo), desc="grading", unit=" submissions",
                    disable=not progress or not todo)
 
@@ -393,11 +426,13 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
         # its notebooks are prepared, while the other workers run, and saves the record so a
         # rerun resumes.
         for future in as_completed(futures):
-            sub, _ = future.result()
+            sub = futures[future]
             waiting[sub.key] -= 1
             if waiting[sub.key] == 0:
                 finish(*by_key[sub.key])
         bar.close()
+    finally:
+        preparer.close()
     ordered = [records[s.key] for s in found if s.key in records]
     ordered = writer.refresh_scores(ordered)
     report.write_outputs(out, ordered, writer.feedback_root, elapsed=time.monotonic() - started,

@@ -9,6 +9,7 @@ resource limits, and results are flagged `sandbox_unavailable`.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -78,3 +79,68 @@ def _must_see() -> list[Path]:
     found = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     found.add(repo)
     return sorted(found)
+
+
+# What a slot's zygote forks to empty its sandbox's /tmp between two jobs: in this light module,
+# which the zygote imports beforehand, so the child imports nothing.
+CLEAR_SANDBOX_TMP = "autograder.grading.sandbox:clear_sandbox_tmp"
+
+
+def mount_namespace() -> str:
+    """This process's mount namespace (`mnt:[N]`), or "" where it cannot be read."""
+    try:
+        return os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return ""
+
+
+def clear_sandbox_tmp(args: list[str]) -> int:
+    """Inside the slot's sandbox: empty its private /tmp and /dev/shm.
+
+    `args[0]` is the worker's mount namespace: a process that shares it is not in a sandbox,
+    and clears nothing. Paths mounted from outside (the zygote's socket folder `args[1]`, and
+    the interpreter, the course and the slot when they live under /tmp) are kept: only what a
+    sandboxed process wrote there goes.
+    """
+    outside, *kept = args
+    if not outside or mount_namespace() in ("", outside):
+        print("not in a sandbox of its own: /tmp left alone", file=sys.stderr)
+        return 1
+    keep = [Path(a) for a in kept] + [Path(p) for p in _bound_under_tmp()]
+    for top in (Path("/tmp"), Path("/dev/shm")):
+        _clear(top, keep)
+    return 0
+
+
+def _bound_under_tmp() -> list[str]:
+    """Mount points under /tmp and /dev/shm in this process's view (binds from outside)."""
+    points = []
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                where = line.split()[1]
+                if where.startswith(("/tmp/", "/dev/shm/")):
+                    points.append(where)
+    except OSError:
+        pass
+    return points
+
+
+def _clear(folder: Path, keep: list[Path]) -> None:
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if any(entry == k for k in keep):
+            continue
+        if any(k.is_relative_to(entry) for k in keep):
+            _clear(entry, keep)  # holds something mounted from outside: clear around it
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            try:
+                entry.unlink()
+            except OSError:
+                pass

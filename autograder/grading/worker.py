@@ -1,12 +1,19 @@
-"""Prepare one submission for grading: sanitize, execute in a sandbox, check outside the kernel.
+"""Prepare submissions for grading: sanitize, execute in a sandbox, check outside the kernel.
 
-Runs in its own process (`python -m autograder.grading.worker JOB.json`), many at once. It never
-writes the gradebook: it reads a private copy of it (nbgrader's OverwriteCells needs the source
-cells) and writes a prepared result that the single gradebook writer applies afterwards.
+A slot process (`python -m autograder.grading.worker --serve FD --slot DIR`, one per job slot,
+started by `slots.LocalPreparer`) prepares one job after another, warm: one sandbox over its
+folder, one zygote inside it that imported torch and the course, and every kernel, graded
+program and check forked from that zygote. It runs no learner code itself, and between two jobs
+it kills what the last one started and empties what it wrote (`Slot.reset`).
+`python -m autograder.grading.worker JOB.json` prepares a single job in a slot of its own.
+A worker never writes the gradebook: it reads a private copy of it (nbgrader's OverwriteCells
+needs the source cells) and writes a prepared result that the single gradebook writer applies
+afterwards.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -30,20 +37,30 @@ from autograder.engine.runner import child_env, run_checks
 from autograder.engine.spec import ERROR, FAILED, Verdict
 from autograder.engine.zygote import Zygote
 from autograder.exercises import all_exercises
-from autograder.grading import rerun_answers
+from autograder.grading import rerun_answers, warm_kernel
 from autograder.grading.execute import (
     KERNEL_NAME,
     ResilientExecute,
     install_kernelspec,
     ipc_directory,
 )
-from autograder.grading.handoffs import EXECUTED_FILE, Job, Prepared, step_failure
-from autograder.grading.sandbox import Sandbox
+from autograder.grading.handoffs import (
+    EXECUTED_FILE,
+    PREPARED_FILE,
+    Job,
+    Prepared,
+    step_failure,
+)
+from autograder.grading.sandbox import CLEAR_SANDBOX_TMP, Sandbox, mount_namespace
 from autograder.grading.settings import SANITIZE_CHAIN, GradingSettings, grading_config
 
 MAX_PROGRAM_RESTARTS = 4
 # What the zygote imports once, so the graded program and every check process fork warm.
-ZYGOTE_PRELOAD = ("autograder.exercises:all_exercises", "autograder.grading.rerun_answers")
+# What the notebooks' kernels and graded programs import (matplotlib alone is 1 s), imported
+# once per slot; `sandbox` holds what the slot forks to clean up between jobs.
+ZYGOTE_PRELOAD = ("autograder.exercises:all_exercises", "autograder.grading.rerun_answers",
+                  "autograder.grading.sandbox", "matplotlib.pyplot", "torch._dynamo",
+                  "fsspec.implementations.http", "zarr", *warm_kernel.PRELOAD)
 
 
 def job_config(job: Job) -> Config:
@@ -74,8 +91,8 @@ class TreeWatchdog:
     """Watch this process's descendants from outside: too many, or too much memory, and the
     offending tree is killed (the executor then restarts the kernel past that cell)."""
 
-    def __init__(self, limits: Limits):
-        self.limits, self.tripped = limits, []
+    def __init__(self, limits: Limits, keep: set[int] = frozenset()):
+        self.limits, self.tripped, self.keep = limits, [], set(keep)  # keep: the zygote
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -90,37 +107,55 @@ class TreeWatchdog:
     def _run(self) -> None:
         me = psutil.Process()
         while not self._stop.wait(0.25):
-            procs = me.children(recursive=True)
+            # A killed process this worker adopted (it is a subreaper) stays a zombie until
+            # the job ends; it holds no memory and must not count as running.
+            procs = [p for p in me.children(recursive=True) if _running(p)]
             reason = None
             if len(procs) > self.limits.processes:
                 reason = "processes"
-            elif observe.tree_pss_mib(procs) > self.limits.memory_mib:
+            elif observe.tree_pss_above(procs, self.limits.memory_mib) is not None:
                 reason = "memory"
             if reason:
                 self.tripped.append(reason)
                 for p in procs:
+                    if p.pid in self.keep:
+                        continue
                     try:
                         p.kill()
                     except psutil.Error:
                         pass
 
 
-def execute_in_kernel(job: Job, config: Config, nb: nbformat.NotebookNode, workdir: Path
+def execute_in_kernel(job: Job, slot: Slot, config: Config, nb: nbformat.NotebookNode,
+                      workdir: Path, zygote: Zygote | None = None
                       ) -> tuple[nbformat.NotebookNode, dict]:
-    """Run the notebook in a sandboxed, limited kernel that survives crashes."""
-    spec_base = install_kernelspec(Path(job.scratch) / "jupyter",
-                                   json.dumps(asdict(job.kernel_limits)))
+    """Run the notebook in a sandboxed, limited kernel that survives crashes.
+
+    With the slot's zygote the kernel is forked from it, warm, inside the slot's sandbox
+    (`warm_kernel`); otherwise it starts as a new interpreter in a sandbox of its own.
+    """
+    spec_base = install_kernelspec(slot.tmp / "jupyter", json.dumps(asdict(job.kernel_limits)),
+                                   provisioner=warm_kernel.PROVISIONER_NAME)
     os.environ["JUPYTER_PATH"] = str(spec_base)
-    ipc = ipc_directory()
+    warm_kernel.register()
+    if zygote is not None:
+        # The kernel's sockets must be where the sandbox lets it write: the zygote's folder.
+        ipc, own_ipc = Path(zygote.folder), False
+        warm_kernel.use(zygote, job.kernel_limits, str(slot.out / "kernel.log"))
+    else:
+        ipc, own_ipc = ipc_directory(), True
     config.ResilientExecute.kernel_name = KERNEL_NAME
     config.KernelManager.transport = "ipc"
     config.KernelManager.ip = str(ipc / "k")
     try:
         executor = ResilientExecute(config=config)
-        with TreeWatchdog(job.kernel_limits) as watchdog:
+        with TreeWatchdog(job.kernel_limits,
+                          zygote.own_pids if zygote is not None else set()) as watchdog:
             nb, resources = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
     finally:
-        shutil.rmtree(ipc, ignore_errors=True)
+        warm_kernel.use(None)
+        if own_ipc:
+            shutil.rmtree(ipc, ignore_errors=True)
     report = resources["memcourse"]
     report["watchdog"] = sorted(set(watchdog.tripped))
     return nb, report
@@ -285,16 +320,122 @@ def _log_failure(result: Prepared, step: str, error: BaseException) -> None:
     print(f"--- {step} failed ---\n{traceback.format_exc()}", file=sys.stderr, flush=True)
 
 
-def main(job_path: str) -> int:
-    """Prepare the job at `job_path`: its `Prepared` result lands in the job's `outdir`."""
-    job = Job.read(Path(job_path))
-    workdir, outdir = Path(job.workdir), Path(job.outdir)
-    if outdir.exists():
-        shutil.rmtree(outdir)
-    outdir.mkdir(parents=True)
-    if workdir.exists():
-        shutil.rmtree(workdir)
+class Slot:
+    """A worker's lasting state: its folder, the sandbox over it, and that sandbox's zygote.
+
+    Every job of the slot runs the notebook in `base/run`, writes its results to `base/out`
+    and its temporary files to `base/tmp`; the sandbox may write nothing else, so one sandbox
+    (and one zygote, which imported torch once) serves every job. `reset` then removes all
+    that one job left before the next starts.
+    """
+
+    def __init__(self, base: Path):
+        self.base = base
+        shutil.rmtree(base, ignore_errors=True)  # what a slot killed mid-job left there
+        self.run, self.out, self.tmp = base / "run", base / "out", base / "tmp"
+        self.hide: tuple[str, ...] | None = None
+        self.sandbox: Sandbox | None = None
+        self.wrap = None
+
+    def open(self, hide: list[str]) -> None:
+        """Make the folders; (re)build the sandbox if the folders to hide changed."""
+        for folder in (self.run, self.out, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+        # Job folders and the sandboxed zygote's files go in the slot's own temporary folder.
+        tempfile.tempdir = str(self.tmp)
+        if self.hide != tuple(hide):
+            Zygote.close_all()
+            self.hide = tuple(hide)
+            self.sandbox = Sandbox(writable=[self.base], hidden=[Path(p) for p in hide])
+            self.wrap = sandbox_wrapper(self.sandbox)
+
+    def reset(self) -> None:
+        """Remove everything the last job left: its processes, files, and the sandbox's /tmp
+        and /dev/shm (which the zygote's children share), keeping the zygote itself."""
+        zygote = next(iter(Zygote.running()), None)
+        kill_descendants(zygote.own_pids if zygote is not None else set())
+        # Only a sandboxed zygote has a /tmp of its own: without bubblewrap its /tmp is the
+        # machine's, which is never emptied (results are then flagged sandbox_unavailable).
+        if zygote is not None and zygote.sandboxed and zygote.proc.poll() is None:
+            try:
+                cleaner = zygote.spawn_target(CLEAR_SANDBOX_TMP, [mount_namespace(),
+                                                                  zygote.folder], "/", {},
+                                              asdict(Limits()), os.devnull)
+                cleared = cleaner.wait(timeout=60) == 0
+            except (OSError, RuntimeError, subprocess.TimeoutExpired):
+                cleared = False
+            if cleared:
+                zygote.clear_folder()
+            else:
+                Zygote.close_all()  # could not empty it: the next job gets a new sandbox
+        for folder in (self.run, self.out, self.tmp):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop the zygote and every process left; remove the slot's folder."""
+        Zygote.close_all()
+        kill_descendants(set())
+        shutil.rmtree(self.base, ignore_errors=True)
+        tempfile.tempdir = None
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def kill_descendants(keep: set[int]) -> None:
+    """Kill every descendant of this process except `keep` and their own descendants' keepers.
+
+    The slot is a child subreaper (`become_subreaper`), so a process a submission detached
+    (double fork, new session) is still its descendant and is found here.
+    """
+    for _ in range(3):  # a process may fork while the tree is being killed
+        victims = [p for p in psutil.Process().children(recursive=True) if p.pid not in keep]
+        if not victims:
+            break
+        for p in victims:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(victims, timeout=5)
+    _reap()
+
+
+def _reap() -> None:
+    """Collect exited children that no Popen waits for (orphans this subreaper adopted)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def become_subreaper() -> None:
+    """Adopt every orphan of this process's tree (Linux PR_SET_CHILD_SUBREAPER), so nothing a
+    submission starts can outlive its job unseen. Elsewhere a no-op."""
+    try:
+        import ctypes  # lazy: Linux only, and only for a worker
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def prepare(job: Job, slot: Slot) -> None:
+    """Prepare `job` in `slot`: its `Prepared` result and outputs land in `job.outdir`."""
+    slot.open(job.hide)
+    workdir, outdir = slot.run / job.notebook, slot.out
     shutil.copytree(job.submission_dir, workdir)
+    final = Path(job.outdir)
+    if final.exists():
+        shutil.rmtree(final)
     sanitized_path = workdir / f"{job.notebook}.ipynb"
     result = Prepared(job.student, job.assignment, job.notebook)
     started = time.monotonic()
@@ -307,25 +448,18 @@ def main(job_path: str) -> int:
         nb = nbformat.read(job.submitted_notebook, as_version=4)
         nbformat.write(nb, sanitized_path)
     result.cell_names = cell_names(nb)
-    # Job folders and the sandboxed zygote's socket go in a folder of this submission's own;
-    # it, the run folder and the output folder are all the sandbox may write.
-    private_tmp = Path(job.scratch) / "tmp"
-    private_tmp.mkdir(parents=True, exist_ok=True)
-    tempfile.tempdir = str(private_tmp)
-    sandbox = Sandbox(writable=[workdir, outdir, private_tmp], hidden=[Path(p) for p in job.hide])
-    if not sandbox.available:
+    if not slot.sandbox.available:
         result.flags.append("sandbox_unavailable")
     os.environ["MEMCOURSE_SANDBOX_HIDE"] = os.pathsep.join(job.hide)
     os.environ["MPLBACKEND"] = "Agg"
     # What nbgrader's Autograde sets around execution, which this worker does itself:
     # notebooks read it to pick the `tiny` dataset and to keep widgets quiet.
     os.environ["NBGRADER_EXECUTION"] = "autograde"
-    wrap = sandbox_wrapper(sandbox)
     zygote = None
     try:
-        # Started now, it imports torch while the kernel runs; the program and every check
-        # process then fork from it, inside the same sandbox.
-        zygote = Zygote.get(child_env(), wrap, preload=ZYGOTE_PRELOAD)
+        # Started by the slot's first job, it imports torch while the kernel runs; the program
+        # and every check process then fork from it, inside the slot's sandbox.
+        zygote = Zygote.get(child_env(), slot.wrap, preload=ZYGOTE_PRELOAD)
     except Exception as e:
         _log_failure(result, "starting the warm check process", e)
     os.environ["MEMCOURSE_CHECKS"] = "outside"
@@ -333,23 +467,27 @@ def main(job_path: str) -> int:
     # notebook whose kernel could not run still score from the graded program.
     mark = time.monotonic()
     try:
-        executed, result.kernel = execute_in_kernel(job, config,
+        executed, result.kernel = execute_in_kernel(job, slot, config,
                                                     nbformat.reads(nbformat.writes(nb), 4),
-                                                    workdir)
+                                                    workdir, zygote)
         nbformat.write(executed, outdir / EXECUTED_FILE)
     except Exception as e:
         _log_failure(result, "running the notebook in its kernel", e)
+    # Whatever the kernel left running (a detached process) ends here, before the program
+    # and the checks use the slot's folders.
+    kill_descendants(zygote.own_pids if zygote is not None else set())
     timings["kernel"], mark = round(time.monotonic() - mark, 2), time.monotonic()
     try:
         release = nbformat.read(job.release_notebook, as_version=4)
         also = added_cells(nb, release, result.kernel)
-        result.program = run_program(job, sanitized_path, outdir, sandbox, zygote, also)
+        result.program = run_program(job, sanitized_path, outdir, slot.sandbox, zygote, also)
     except Exception as e:
         _log_failure(result, "running the graded program", e)
+    kill_descendants(zygote.own_pids if zygote is not None else set())
     timings["program"], mark = round(time.monotonic() - mark, 2), time.monotonic()
     os.environ.pop("MEMCOURSE_CHECKS", None)
     try:
-        result.calls = check_outside(job, outdir, wrap)
+        result.calls = check_outside(job, outdir, slot.wrap)
         result.status = "prepared"
     except Exception as e:
         _log_failure(result, "running the checks", e)
@@ -357,8 +495,85 @@ def main(job_path: str) -> int:
     timings["checks"] = round(time.monotonic() - mark, 2)
     result.wall_s = round(time.monotonic() - started, 2)
     result.save(outdir)
+    # The results leave the slot; the learner's shipped objects (objects/) do not.
+    final.mkdir(parents=True, exist_ok=True)
+    for name in RESULT_FILES:
+        if (outdir / name).is_file():
+            shutil.copyfile(outdir / name, final / name)
+
+
+RESULT_FILES = (PREPARED_FILE, EXECUTED_FILE, rerun_answers.CALLS, "program.log")
+
+
+def serve(reply_fd: int, slot_dir: Path) -> int:
+    """Prepare job after job: each stdin line is `[job path, log path]`; `done` goes to
+    `reply_fd` when the job's results are in place. Ends at end of input.
+
+    The job's output (the kernel's, nbgrader's, tracebacks) goes to its log. Between two jobs
+    the slot is reset (`Slot.reset`) and this process's environment restored.
+    """
+    become_subreaper()
+    slot = Slot(slot_dir)
+    environment = dict(os.environ)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent, slot), daemon=True).start()
+    try:
+        for line in sys.stdin:
+            job_path, log_path = json.loads(line)
+            with open(log_path, "ab") as log:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+            try:
+                prepare(Job.read(Path(job_path)), slot)
+            except BaseException:  # the job's result then reads as a worker that stopped
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                try:
+                    slot.reset()
+                except Exception:
+                    traceback.print_exc()
+                    slot.close()
+                os.environ.clear()
+                os.environ.update(environment)
+            os.write(reply_fd, b"done\n")
+    finally:
+        slot.close()
+    return 0
+
+
+def _exit_with_parent(parent: int, slot: Slot) -> None:
+    """If the process that sends the jobs dies, stop everything this slot started, and exit."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            try:
+                slot.close()
+            finally:
+                os._exit(1)
+
+
+def main(job_path: str) -> int:
+    """Prepare the single job at `job_path` in a slot of its own, then remove the slot."""
+    become_subreaper()
+    job = Job.read(Path(job_path))
+    slot = Slot(Path(tempfile.mkdtemp(prefix="mc-slot-")))
+    try:
+        prepare(job, slot)
+    finally:
+        slot.close()
     return 0
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        parser = argparse.ArgumentParser(prog="python -m autograder.grading.worker")
+        parser.add_argument("--serve", type=int, metavar="FD", required=True,
+                            help="descriptor to write `done` to after each job")
+        parser.add_argument("--slot", required=True, help="the slot's own folder")
+        options = parser.parse_args()
+        sys.exit(serve(options.serve, Path(options.slot)))
     sys.exit(main(sys.argv[1]))

@@ -33,7 +33,7 @@ MAX_READ_SAMPLES = 4000  # larger datasets are cut to this many images for the f
 
 
 def run_bench(size: str = "small", out: Path | None = None, sections: tuple[str, ...] = SECTIONS,
-              repeats: int = 5, grading_submissions: int = 10, grading_repeats: int = 2,
+              repeats: int = 5, grading_submissions: int = 10, grading_repeats: int = 3,
               jobs: int = 2, assignments: list[str] | None = None,
               readme: Path | None = None, keep_scratch: bool = False) -> dict[str, Any]:
     """Run the chosen sections; write results.md, results.json and plots into `out`."""

@@ -193,8 +193,7 @@ def test_a_failing_grader_step_is_one_sentence_and_keeps_the_credit(graded, tmp_
               submission_dir=str(tmp_path / "in"), release_notebook=str(
                   root / "grading" / "work" / "release" / "release" / L / f"{L}.ipynb"),
               course_root=str(root), db_url=f"sqlite:///{root / 'grading' / 'gradebook.db'}",
-              workdir=str(tmp_path / "run"), outdir=str(tmp_path / "out"),
-              scratch=str(tmp_path / "scratch"), hide=[str(root / "solutions")],
+              outdir=str(tmp_path / "out"), hide=[str(root / "solutions")],
               cell_timeout_s=60, notebook_timeout_s=240,
               kernel_limits=Limits(memory_mib=3072, address_space_mib=8192, cpu_s=600,
                                    file_size_mib=1024),

@@ -56,7 +56,7 @@ def test_the_repository_course_states_its_cell_limit_once():
 def test_a_job_survives_json():
     """Does a Job come back from its JSON equal, its limits typed?"""
     job = Job("s", "a", "n", "/c/n.ipynb", "/c", "/r/n.ipynb", "/root", "sqlite:///db",
-              "/w", "/o", "/t", ["/h"], 20.0, 240.0, Limits(memory_mib=3072), Limits())
+              "/o", ["/h"], 20.0, 240.0, Limits(memory_mib=3072), Limits())
     again = Job.from_json(json.loads(json.dumps(job.to_json())))
     assert again == job
     assert isinstance(again.kernel_limits, Limits)
