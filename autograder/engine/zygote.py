@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import array
 import atexit
+import ctypes
 import gc
 import importlib
 import json
@@ -84,6 +85,17 @@ def _import_each(entries: Iterable[str], done: set[str]) -> None:
             sys.stderr.flush()
 
 
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
+
+
+def _prctl(option: int, value: int) -> None:
+    """Linux prctl(2); a no-op elsewhere."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _name_process(target: str) -> None:
     """Name a forked child after its target (`ps`, /proc/PID/comm): `mc-child` for a check,
     `mc-warm_kernel` for a kernel, so a glance or a profiler tells the children apart."""
@@ -138,6 +150,8 @@ def _serve(path: str, warmed: set[str]) -> None:
                     try:
                         conn.close()
                         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                        _prctl(PR_SET_DUMPABLE, 1)  # its parent measures it (smaps)
+                        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # it dies with the zygote
                         _name_process(request["target"])
                         apply_in_child(Limits(**request["limits"]))
                         out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -402,6 +416,10 @@ def _main(argv: list[str]) -> None:
     parser.add_argument("--preload", default="",
                         help="comma-separated modules to import, or module:function to call")
     options = parser.parse_args(argv)
+    # Not dumpable: the children it forks (a learner's kernel among them) run as the same user,
+    # and must not be able to read or write its memory (/proc/PID/mem), which every later
+    # child inherits.
+    _prctl(PR_SET_DUMPABLE, 0)
     _warm_imports()
     warmed: set[str] = set()
     _preload([e for e in options.preload.split(",") if e], warmed)

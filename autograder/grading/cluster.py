@@ -516,9 +516,10 @@ class DaskPreparer:
         log.write_text("\n".join(f"--- {line}" for line in head) + "\n"
                        + (result["log"] if result else ""))
 
-    def close(self) -> None:
+    def close(self, now: bool = False) -> None:
         """Cancel what is still running, complete every future, and disconnect (a client
-        passed in stays open)."""
+        passed in stays open). `now` changes nothing: what runs on the cluster is cancelled
+        either way (the local preparer's interface)."""
         self._closing = True
         with self._lock:
             futures = list(self._futures.values())

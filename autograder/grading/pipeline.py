@@ -431,7 +431,10 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
             if waiting[sub.key] == 0:
                 finish(*by_key[sub.key])
         bar.close()
-    finally:
+    except BaseException:  # Ctrl-C or a bug: stop the slots now, not after their jobs
+        preparer.close(now=True)
+        raise
+    else:
         preparer.close()
     ordered = [records[s.key] for s in found if s.key in records]
     ordered = writer.refresh_scores(ordered)

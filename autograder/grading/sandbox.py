@@ -58,6 +58,11 @@ class Sandbox:
                 "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
         if self.unshare_pid:
             args += ["--unshare-pid"]
+        if os.geteuid() == 0:
+            # As root, bubblewrap keeps every capability: a sandboxed process could unmount
+            # what hides the solutions, or write another process's memory. Without them, root
+            # inside is only a uid.
+            args += ["--cap-drop", "ALL"]
         # The private /tmp must not hide the interpreter or the course when they live in /tmp
         # (a CI checkout often does); they come back read-only, before anything is hidden.
         for path in _must_see():
@@ -70,6 +75,12 @@ class Sandbox:
             args += ["--ro-bind", str(path), str(path)]
         for path in self.writable:
             args += ["--bind", str(path), str(path)]
+        # What hides a folder is an empty tmpfs, writable unless made read-only: a process
+        # could otherwise leave files there for every later process of the same sandbox (a
+        # grading slot's next submission). The writable folders bound inside stay writable.
+        for path in self.hidden:
+            if Path(path).exists():
+                args += ["--remount-ro", str(path)]
         return args + ["--", *command]
 
 
@@ -118,7 +129,7 @@ def _bound_under_tmp() -> list[str]:
     try:
         with open("/proc/self/mounts") as f:
             for line in f:
-                where = line.split()[1]
+                where = line.split()[1].replace("\\040", " ").replace("\\011", "\t")
                 if where.startswith(("/tmp/", "/dev/shm/")):
                     points.append(where)
     except OSError:

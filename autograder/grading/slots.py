@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -83,16 +84,24 @@ class Slot:
                 return False
         return False
 
-    def close(self) -> None:
-        """Stop the slot and everything it started (its session)."""
+    def close(self, now: bool = False) -> None:
+        """Stop the slot and everything it started: at the end of its input, or at once when
+        `now` (SIGTERM: the slot kills its descendants, sandboxes and zygote included, then
+        exits); what is still running after that is killed with its session."""
         try:
             self.proc.stdin.close()
         except OSError:
             pass
+        if now and self.proc.poll() is None:
+            self.proc.terminate()
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            pass
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
@@ -140,7 +149,10 @@ class LocalPreparer:
                 # result then reads as a worker that stopped (`handoffs.WORKER_STOPPED`).
                 with self._lock:
                     self._slots[k] = None
-                slot.close()
+                slot.close(now=True)
+        except Exception:  # e.g. no slot could start: say why in the job's log
+            with open(log, "a") as f:
+                f.write(f"--- preparing the job failed ---\n{traceback.format_exc()}")
         finally:
             self._free.put(k)
 
@@ -148,8 +160,15 @@ class LocalPreparer:
         """Prepare `job` in the next free slot; the future completes when it is done."""
         return self._pool.submit(self._run, job, name)
 
-    def close(self) -> None:
-        """Stop every slot (after the jobs already submitted)."""
+    def close(self, now: bool = False) -> None:
+        """Stop every slot: after the jobs already running, or at once when `now` (an
+        interrupted run: their jobs then read as stopped, and a rerun prepares them again).
+        Jobs not yet started are cancelled."""
+        if now:
+            with self._lock:
+                for slot in self._slots.values():
+                    if slot is not None:
+                        slot.close(now=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
         for k, slot in self._slots.items():
             if slot is not None:

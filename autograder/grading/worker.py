@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -338,15 +339,23 @@ class Slot:
         self.wrap = None
 
     def open(self, hide: list[str]) -> None:
-        """Make the folders; (re)build the sandbox if the folders to hide changed."""
+        """Make the folders; (re)build the sandbox if the folders to hide changed.
+
+        The sandbox may write the three folders, each bound on its own (so a sandboxed process
+        can neither rename one nor write beside them); they are emptied between jobs, never
+        replaced, for the sandbox's binds to keep pointing at them.
+        """
         for folder in (self.run, self.out, self.tmp):
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                folder.unlink()
             folder.mkdir(parents=True, exist_ok=True)
         # Job folders and the sandboxed zygote's files go in the slot's own temporary folder.
         tempfile.tempdir = str(self.tmp)
         if self.hide != tuple(hide):
             Zygote.close_all()
             self.hide = tuple(hide)
-            self.sandbox = Sandbox(writable=[self.base], hidden=[Path(p) for p in hide])
+            self.sandbox = Sandbox(writable=[self.run, self.out, self.tmp],
+                                   hidden=[Path(p) for p in hide])
             self.wrap = sandbox_wrapper(self.sandbox)
 
     def reset(self) -> None:
@@ -369,7 +378,10 @@ class Slot:
             else:
                 Zygote.close_all()  # could not empty it: the next job gets a new sandbox
         for folder in (self.run, self.out, self.tmp):
-            shutil.rmtree(folder, ignore_errors=True)
+            _empty(folder)
+        left = [p for f in (self.run, self.out, self.tmp) for p in f.iterdir()]
+        if left:  # never hand the next job a folder the last one could still write into
+            raise RuntimeError(f"could not empty the slot's folders: {left[:3]}")
 
     def close(self) -> None:
         """Stop the zygote and every process left; remove the slot's folder."""
@@ -377,6 +389,28 @@ class Slot:
         kill_descendants(set())
         shutil.rmtree(self.base, ignore_errors=True)
         tempfile.tempdir = None
+
+
+def _empty(folder: Path) -> None:
+    """Remove what `folder` holds, never following a link out of it; keep `folder` itself."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            try:  # a read-only folder inside: make it writable, then try once more
+                for path in [entry, *entry.rglob("*")] if entry.is_dir() else [entry]:
+                    if not path.is_symlink():
+                        path.chmod(0o700)
+                shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                pass
 
 
 def _running(process: psutil.Process) -> bool:
@@ -387,7 +421,7 @@ def _running(process: psutil.Process) -> bool:
 
 
 def kill_descendants(keep: set[int]) -> None:
-    """Kill every descendant of this process except `keep` and their own descendants' keepers.
+    """Kill every descendant of this process except the processes in `keep` (the zygote's own).
 
     The slot is a child subreaper (`become_subreaper`), so a process a submission detached
     (double fork, new session) is still its descendant and is found here.
@@ -516,6 +550,14 @@ def serve(reply_fd: int, slot_dir: Path) -> int:
     slot = Slot(slot_dir)
     environment = dict(os.environ)
     parent = os.getppid()
+
+    def stop(signum, frame):  # asked to stop mid-job: take everything this slot started along
+        try:
+            slot.close()
+        finally:
+            os._exit(1)
+
+    signal.signal(signal.SIGTERM, stop)
     threading.Thread(target=_exit_with_parent, args=(parent, slot), daemon=True).start()
     try:
         for line in sys.stdin:

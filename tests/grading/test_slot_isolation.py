@@ -3,9 +3,10 @@
 One slot (`jobs=1`) grades two submissions of 03_on_the_fly_loading in turn, both correct. The
 first also writes files wherever a sandboxed process may (the sandbox's /tmp and /dev/shm, its
 temporary folder, beside its notebook), leaves a detached process running, and changes module
-state (torch, memcourse, the environment). The second, graded in the same slot, looks for every
-one of them and prints what it found. Afterwards nothing either wrote is left on disk, and
-no process either started is running.
+state (torch, memcourse, the environment); it also tries to write above them (the slot's folder,
+the grader's hidden folders) and to replace its run folder with a link. The second, graded in the
+same slot, looks for every one of them and prints what it found. Afterwards nothing either
+wrote is left on disk, and no process either started is running.
 """
 
 from __future__ import annotations
@@ -26,11 +27,26 @@ pytestmark = pytest.mark.slow
 A = "03_on_the_fly_loading"
 MARK = "memcourse_leak"
 
+# Places a sandboxed process might write besides its own folders: the slot's folder above
+# them, and the grader's folders that the sandbox hides (an empty tmpfs each).
+ELSEWHERE = ("../..", "../../..", "../../../..")
+
 LEAVE = f'''
 import os, pathlib, subprocess, sys, tempfile
 import torch, memcourse
 for where in ("/tmp", "/dev/shm", tempfile.gettempdir(), ".."):
     pathlib.Path(where, "{MARK}.txt").write_text("first")
+for where in {ELSEWHERE!r}:
+    try:
+        pathlib.Path(where, "{MARK}.txt").write_text("first")
+    except OSError:
+        pass
+try:  # replace the slot's run folder with a link, for the next job to write through
+    run = pathlib.Path.cwd().parent
+    run.rename(run.with_name("{MARK}_moved"))
+    run.symlink_to("/nonexistent")
+except OSError:
+    pass
 subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)  # {MARK}"],
                  start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 torch.{MARK} = memcourse.{MARK} = "first"
@@ -43,7 +59,8 @@ LOOK = f'''
 import glob, os, tempfile
 import psutil, torch, memcourse
 found = []
-for where in ("/tmp", "/dev/shm", tempfile.gettempdir(), "..", os.path.expanduser("~")):
+for where in ("/tmp", "/dev/shm", tempfile.gettempdir(), "..", os.path.expanduser("~"),
+              *{ELSEWHERE!r}):
     found += glob.glob(os.path.join(where, "**", "{MARK}*"), recursive=True)
 found += [m.__name__ for m in (torch, memcourse) if hasattr(m, "{MARK}")]
 found += ["environment"] if "{MARK.upper()}" in os.environ else []
