@@ -185,6 +185,9 @@ def _serve(path: str, warmed: set[str]) -> None:
                 conn.sendall(json.dumps({"exit": pid, "code": code}).encode() + b"\n")
 
 
+SOCKET_PREFIX = "mcz-"
+
+
 def _socket_folder() -> str:
     """A new private folder for the zygote's socket, under a short path.
 
@@ -193,7 +196,7 @@ def _socket_folder() -> str:
     bind its socket would leave every child to start cold. /tmp keeps the path short.
     """
     base = "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else None
-    return tempfile.mkdtemp(prefix="mcz-", dir=base)
+    return tempfile.mkdtemp(prefix=SOCKET_PREFIX, dir=base)
 
 
 class Zygote:
@@ -427,6 +430,12 @@ def _main(argv: list[str]) -> None:
         _serve(options.socket, warmed)
     finally:
         Path(options.socket).unlink(missing_ok=True)
+        # Its folder too, when a client that died without closing it cannot (a learner's
+        # kernel stopped by a kill); inside a sandbox the folder is a mount point and stays
+        # for the client, which removes it.
+        folder = Path(options.socket).parent
+        if folder.name.startswith(SOCKET_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
