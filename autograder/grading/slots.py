@@ -1,11 +1,12 @@
 """Where prepared submissions come from: warm worker processes on this machine, one per slot.
 
 A slot is a long-lived `python -m autograder.grading.worker --serve` process. It imports
-nbgrader and the course once, then prepares one job after another (`worker.serve`): the first
-job starts the slot's sandbox and its zygote (torch imported once), and every later job of the
-slot forks its kernel, graded program and checks from that zygote. Between two jobs the slot
-kills every process the previous one left, empties the sandbox's /tmp and /dev/shm and the
-job's folders, so nothing one submission wrote, started or changed reaches the next.
+nbgrader and the course once, then prepares one job after another (`worker.serve`): its first
+job starts the slot's sandbox and, inside it, a zygote that imports torch once; every job of
+the slot forks its kernel, graded program and checks from that zygote (`worker.Slot`). Between
+two jobs the slot kills every process the previous one left, empties the sandbox's /tmp and
+/dev/shm and the job's folders, so nothing one submission wrote, started or changed reaches
+the next.
 
 `LocalPreparer.submit(job, name)` returns a `concurrent.futures.Future` that completes when
 the job's `outdir` holds what the worker wrote; the cluster preparer (`cluster`) has the same
@@ -45,12 +46,12 @@ def ensure_grading_data() -> None:
             exercise.make_fixtures()
 
 
-class Slot:
+class SlotProcess:
     """One warm worker process and the pipe it answers on."""
 
     def __init__(self, root: Path, index: int, base: Path):
         self.index = index
-        self.base = base  # the slot's own folder: its sandbox may write nothing else
+        self.base = base  # the slot's own folder: its sandbox writes only run/, out/, tmp/ in it
         base.mkdir(parents=True, exist_ok=True)
         reply_r, reply_w = os.pipe()
         self._log = open(base.parent / f"slot-{index}.log", "ab")
@@ -122,17 +123,17 @@ class LocalPreparer:
         self.workers = max(1, workers)
         self._pool = ThreadPoolExecutor(max_workers=self.workers)
         self._free: queue.Queue[int] = queue.Queue()
-        self._slots: dict[int, Slot | None] = {}
+        self._slots: dict[int, SlotProcess | None] = {}
         self._lock = threading.Lock()
         for k in range(self.workers):
             self._slots[k] = None
             self._free.put(k)
 
-    def _slot(self, k: int) -> Slot:
+    def _slot(self, k: int) -> SlotProcess:
         with self._lock:
             slot = self._slots[k]
             if slot is None or slot.proc.poll() is not None:
-                slot = self._slots[k] = Slot(self.root, k, self.work / "slots" / str(k))
+                slot = self._slots[k] = SlotProcess(self.root, k, self.work / "slots" / str(k))
             return slot
 
     def _run(self, job: Job, name: str) -> None:
