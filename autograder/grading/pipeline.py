@@ -22,6 +22,7 @@ nbgrader's autograde copies the candidate into `submitted/` as its own layout re
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -164,7 +165,9 @@ def _expected_seconds(prepared_root: Path, staged: build.StagedCourse,
     measured: dict[str, float] = {}
     for assignment in assignments:
         times = []
-        for path in prepared_root.glob(f"*/{assignment}/*~*/{PREPARED_FILE}"):
+        # A sample is enough for a median, and keeps a large class's start quick.
+        for path in itertools.islice(prepared_root.glob(f"*/{assignment}/*~*/{PREPARED_FILE}"),
+                                     50):
             try:
                 times.append(float(json.loads(path.read_text())["wall_s"]))
             except (OSError, ValueError, KeyError, TypeError):
