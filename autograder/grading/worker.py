@@ -151,7 +151,7 @@ def execute_in_kernel(job: Job, slot: Slot, config: Config, nb: nbformat.Noteboo
     try:
         executor = ResilientExecute(config=config)
         with TreeWatchdog(job.kernel_limits,
-                          zygote.own_pids if zygote is not None else set()) as watchdog:
+                          _kept(zygote)) as watchdog:
             nb, resources = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
     finally:
         warm_kernel.use(None)
@@ -362,7 +362,7 @@ class Slot:
         """Remove everything the last job left: its processes, files, and the sandbox's /tmp
         and /dev/shm (which the zygote's children share), keeping the zygote itself."""
         zygote = next(iter(Zygote.running()), None)
-        kill_descendants(zygote.own_pids if zygote is not None else set())
+        kill_descendants(_kept(zygote))
         # Only a sandboxed zygote has a /tmp of its own: without bubblewrap its /tmp is the
         # machine's, which is never emptied (results are then flagged sandbox_unavailable).
         if zygote is not None and zygote.sandboxed and zygote.proc.poll() is None:
@@ -418,6 +418,11 @@ def _running(process: psutil.Process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _kept(zygote: Zygote | None) -> set[int]:
+    """What killing a job's processes spares: the zygote's own, which ran no learner code."""
+    return zygote.own_pids if zygote is not None else set()
 
 
 def kill_descendants(keep: set[int]) -> None:
@@ -509,7 +514,7 @@ def prepare(job: Job, slot: Slot) -> None:
         _log_failure(result, "running the notebook in its kernel", e)
     # Whatever the kernel left running (a detached process) ends here, before the program
     # and the checks use the slot's folders.
-    kill_descendants(zygote.own_pids if zygote is not None else set())
+    kill_descendants(_kept(zygote))
     timings["kernel"], mark = round(time.monotonic() - mark, 2), time.monotonic()
     try:
         release = nbformat.read(job.release_notebook, as_version=4)
@@ -517,7 +522,7 @@ def prepare(job: Job, slot: Slot) -> None:
         result.program = run_program(job, sanitized_path, outdir, slot.sandbox, zygote, also)
     except Exception as e:
         _log_failure(result, "running the graded program", e)
-    kill_descendants(zygote.own_pids if zygote is not None else set())
+    kill_descendants(_kept(zygote))
     timings["program"], mark = round(time.monotonic() - mark, 2), time.monotonic()
     os.environ.pop("MEMCOURSE_CHECKS", None)
     try:
