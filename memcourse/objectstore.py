@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,8 +37,12 @@ import fsspec
 import h5py
 import numpy as np
 
+from memcourse.forksafe import protect_event_loops_across_fork
+
 if TYPE_CHECKING:
     import zarr
+
+protect_event_loops_across_fork()
 
 # Bytes read from a file and written to the socket at a time: a response never holds more.
 STREAM_BLOCK = 256 * 2**10
@@ -246,6 +251,12 @@ class HTTPStore(ThreadingHTTPServer):
         self._thread: threading.Thread | None = None
         self._closed = False
         super().__init__(("127.0.0.1", port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that drops its connection is normal (a timeout, a closed pool); only
+        # other errors are worth the traceback socketserver prints to stderr.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host's name up (socket.getfqdn), which can stall.

@@ -57,7 +57,10 @@ import webdataset as wds
 from webdataset.filters import _shuffle
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from memcourse.forksafe import protect_event_loops_across_fork
 from memcourse.formats import evict, page_cache_control
+
+protect_event_loops_across_fork()
 
 SHARD_PATTERN = "shard-%06d.tar"
 _SHARD_NAME = re.compile(r"shard-\d{6}\.tar")
