@@ -25,7 +25,8 @@ from autograder.grading.handoffs import (
     prepared_folder,
     step_failure,
 )
-from autograder.grading.inputs import Submission
+from autograder.grading.inputs import NBGRADER_FILES, Submission
+from autograder.grading.preprocessors import late_sentence
 from autograder.grading.settings import grading_config
 
 
@@ -57,7 +58,14 @@ def _cell_message(verdicts: list[Verdict]) -> str:
 
 
 class GradebookWriter:
-    """The only process that writes the gradebook: nbgrader's autograde and feedback."""
+    """The only process that writes the gradebook: nbgrader's autograde and feedback.
+
+    nbgrader autogrades what it finds in its submitted directory; the writer gives it a folder
+    of its own, `submitted_root` (emptied per submission), never the course's
+    `grading/submitted/`. That one holds what `nbgrader collect` left, often the very input
+    being graded, and must stay as collected. nbgrader's `submission_secret.txt` is copied
+    with `timestamp.txt`: `release_feedback` matches feedback to a student's submission by it.
+    """
 
     def __init__(self, root: Path, prepared_root: Path, submitted_root: Path,
                  extra: Config | None = None):
@@ -67,6 +75,7 @@ class GradebookWriter:
         if extra is not None:
             config.merge(extra)
         config.merge(grading_config())
+        config.CourseDirectory.submitted_directory = str(submitted_root)
         self.api = course.api(root, extra=config)
         coursedir = self.api.coursedir
         self.feedback_root = Path(coursedir.root) / coursedir.feedback_directory
@@ -78,7 +87,9 @@ class GradebookWriter:
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
         if sub.timestamp:
-            shutil.copyfile(sub.timestamp, dest / "timestamp.txt")
+            for name in NBGRADER_FILES:  # the secret: release_feedback needs it (see class doc)
+                if (sub.timestamp.parent / name).is_file():
+                    shutil.copyfile(sub.timestamp.parent / name, dest / name)
         for name, attempt in choice.items():
             shutil.copyfile(attempt.staged, dest / f"{name}.ipynb")
             self._link_scored(sub, name, attempt.index)
@@ -97,6 +108,19 @@ class GradebookWriter:
             except MissingEntry:
                 return {}
             return {nb.name: float(nb.score) for nb in found.notebooks}
+
+    def _note_lateness(self, sub: Submission, record: Record) -> None:
+        """Flag `late` what nbgrader found submitted after the due date (its timestamp.txt
+        against the assignment's due date, set in formgrader); the feedback says so too."""
+        with self.api.gradebook as gb:
+            try:
+                found = gb.find_submission(sub.assignment, sub.student)
+            except MissingEntry:
+                return
+            late, duedate = found.total_seconds_late or 0, found.duedate
+        if late > 0 and "late" not in record.flags:
+            record.flags.append("late")
+            record.problems.append(late_sentence(late, duedate))
 
     def _link_scored(self, sub: Submission, name: str, index: int) -> None:
         """Point prepared/<student>/<assignment>/<notebook> at the candidate being scored."""
@@ -155,6 +179,7 @@ class GradebookWriter:
             for grade_id, verdicts in result.verdicts_by_cell().items():
                 record.cells.append(_verdict_cell(name, grade_id, verdicts))
         if best:
+            self._note_lateness(sub, record)
             feedback = self.api.generate_feedback(sub.assignment, sub.student, force=True)
             if not feedback["success"]:
                 record.problems.append("nbgrader could not generate feedback ("

@@ -20,6 +20,9 @@ from pathlib import Path
 
 HUGE_NOTEBOOK_BYTES = 20 * 2**20
 SKIPPED_PARTS = (".ipynb_checkpoints", "__MACOSX")
+# What `nbgrader collect` puts beside a submission's notebooks: when it was submitted, and the
+# secret `release_feedback` matches feedback to this submission by. Not the student's files.
+NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")
 # Suffixes that editors, browsers and LMSs add to a file's name, stripped one after another.
 _NAME_NOISE = (r"\s*\(\d+\)$", r"[\s_-]*copy\d*$", r"-\d+$", r"^copy of\s+", r"^copy_of_")
 
@@ -201,7 +204,7 @@ def find_submissions(root: Path, assignments: dict[str, list[str]]
                                            f"({', '.join(e + '.ipynb' for e in expected)})"))
             graded = {c.path for cands in sub.notebooks.values() for c in cands}
             extra = sorted(str(p.relative_to(student_dir)) for p in files
-                           if p not in graded and p.name != "timestamp.txt")
+                           if p not in graded and p.name not in NBGRADER_FILES)
             if extra:
                 sub.flags.append("extra_files")
                 sub.problems.append(f"ignored extra files: {', '.join(extra[:10])}"

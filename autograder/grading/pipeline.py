@@ -309,6 +309,8 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     grading_root = Path(api.coursedir.submitted_directory)
     grading_root = (root / grading_root) if not grading_root.is_absolute() else grading_root
     work = grading_root.parent / "work"
+    # nbgrader's own submitted folder while autograding; the course's is left as collected.
+    nbgrader_submitted = work / "submitted"
     work.mkdir(parents=True, exist_ok=True)
     for legacy in ("run", "scratch"):  # learners' files an older version left after grading
         shutil.rmtree(work / legacy, ignore_errors=True)
@@ -388,7 +390,8 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
 
     # nbgrader 0.9.6 with SQLAlchemy 2.1 warns on every autograde; harmless (toolchain probe).
     warnings.filterwarnings("ignore", message=".*not in session.*")
-    writer = GradebookWriter(root, prepared_root, grading_root, extra=staged.nbgrader_config())
+    writer = GradebookWriter(root, prepared_root, nbgrader_submitted,
+                             extra=staged.nbgrader_config())
     started = time.monotonic()
     waiting = {sub.key: sum(a.run and a.staged is not None for a in attempts)
                for sub, attempts in todo}

@@ -8,6 +8,7 @@
   verdicts computed outside the learner's kernel, shaped so nbgrader scores them exactly.
 - `HideHiddenTests` (feedback): nbgrader's ClearHiddenTests, plus tracebacks reduced to their
   last line, so hidden test code shows neither in cell sources nor in error messages.
+- `NoteLateSubmission` (feedback): a first line saying the work came after the due date.
 - `HideMarkSchemes` (feedback): nbgrader's ClearMarkScheme on task cells only. Autograde
   restores task cells from the gradebook, mark scheme included (formgrader shows it to the
   grader); the feedback shows the question as the release did, and the learner's cells whole.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import nbformat
 from nbformat import NotebookNode
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, NbGraderPreprocessor
 from traitlets import Dict
 
@@ -148,3 +150,42 @@ class HideMarkSchemes(ClearMarkScheme):
         if not is_task(cell):
             return cell, resources
         return super().preprocess_cell(cell, resources, cell_index)
+
+
+def late_sentence(seconds_late: float, duedate) -> str:
+    """'submitted 2 h 5 min after the due date (2026-11-30 12:00 UTC)': how late, in words.
+
+    `seconds_late` as nbgrader's gradebook stores it (> 0); `duedate` a naive UTC datetime.
+    """
+    s = int(round(seconds_late))
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "",
+             f"{minutes} min" if minutes else "", f"{s} s" if s and not days else ""]
+    when = " ".join(p for p in parts if p) or "less than a second"
+    due = f" ({duedate:%Y-%m-%d %H:%M} UTC)" if duedate is not None else ""
+    return f"submitted {when} after the due date{due}"
+
+
+class NoteLateSubmission(NbGraderPreprocessor):
+    """Open the feedback with one line saying the submission came after the due date.
+
+    nbgrader records lateness in the gradebook (from the submission's timestamp and the
+    assignment's due date) but its feedback shows it only as a penalty, and this course
+    applies none; without this line a student would not learn it was marked late.
+    """
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            try:
+                submission = gb.find_submission(info["assignment"], info["student"])
+            except MissingEntry:
+                return nb, resources
+            late = submission.total_seconds_late or 0
+            duedate = submission.duedate
+        if late > 0:
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+                f"**Late:** this work was {late_sentence(late, duedate)}."))
+        return nb, resources

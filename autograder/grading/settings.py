@@ -38,6 +38,7 @@ from autograder.engine.limits import Limits
 from autograder.grading.preprocessors import (
     HideHiddenTests,
     HideMarkSchemes,
+    NoteLateSubmission,
     RestoreSubmission,
     UsePreparedRun,
 )
@@ -117,7 +118,7 @@ def grading_config(settings: GradingSettings | None = None) -> Config:
         UsePreparedRun, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, HideMarkSchemes,
-                                        CSSHTMLHeaderPreprocessor]
+                                        NoteLateSubmission, CSSHTMLHeaderPreprocessor]
     if settings is not None:
         c.ResilientExecute.timeout = settings.cell_timeout_s
         c.ResilientExecute.notebook_timeout = settings.notebook_timeout_s

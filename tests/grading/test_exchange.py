@@ -1,4 +1,5 @@
-"""Does the course's nbgrader exchange work end to end: release, list, fetch, submit, collect?
+"""Does the course's nbgrader exchange work end to end: release, list, fetch, submit, collect,
+grade with `memcourse grade`, release feedback and fetch it?
 
 This is what the Assignment List panel does for each student on a shared JupyterHub; here two
 students are simulated on one machine with their own folders and student ids.
@@ -6,7 +7,12 @@ students are simulated on one machine with their own folders and student ids.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import html
+import re
 import shutil
+import time
 from pathlib import Path
 
 import nbformat
@@ -37,18 +43,24 @@ def _student_app(kind: str, exchange_root: Path, home: Path, student: str, assig
     c.Exchange.assignment_dir = str(home)
     coursedir = CourseDirectory(config=c)
     factory = ExchangeFactory(config=c)
-    cls = {"fetch": factory.FetchAssignment, "submit": factory.Submit, "list": factory.List}[kind]
+    cls = {"fetch": factory.FetchAssignment, "submit": factory.Submit, "list": factory.List,
+           "fetch_feedback": factory.FetchFeedback}[kind]
     return cls(coursedir=coursedir, authenticator=Authenticator(config=c), config=c)
 
 
-@pytest.fixture
-def released(tmp_path):
-    root = copy_course(tmp_path / "course")
+def _release(dest: Path):
+    """A copy of the course at `dest` with assignment A released to its exchange."""
+    root = copy_course(dest)
     build.generate_notebooks(root, [A])
     api = course.api(root)
     result = api.release_assignment(A)
     assert result["success"], result.get("log")
     return root, api, Path(api.exchange_root)
+
+
+@pytest.fixture
+def released(tmp_path):
+    return _release(tmp_path / "course")
 
 
 def test_the_course_config_sets_an_exchange_and_a_course_id(released):
@@ -83,3 +95,161 @@ def test_students_list_fetch_and_submit_and_the_instructor_collects(released, tm
         assert f"work of {student}" in collected.read_text()
         assert (collected.parent / "timestamp.txt").is_file()
     shutil.rmtree(exchange)
+
+
+# --- The rest of a class's cycle: grade what collect left, release feedback, students fetch it.
+
+def _files(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder`, by path relative to it."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _submit(exchange: Path, home: Path, student: str, nb) -> str:
+    """Save `nb` as the student's fetched notebook and submit it; return nbgrader's timestamp."""
+    cache = home / ".nbgrader_cache" / "memcourse"
+    before = set(cache.glob("*")) if cache.is_dir() else set()
+    nbformat.write(nb, home / A / f"{A}.ipynb")
+    _student_app("submit", exchange, home, student, A).start()
+    (new,) = set(cache.glob("*")) - before
+    return (new / "timestamp.txt").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    """A class's cycle up to grading, once for the tests below (~20 s on 2 cores).
+
+    alice submits the reference answers on time. The due date passes. bob submits the
+    reference answers too, then resubmits his notebook blank, as fetched: collect keeps his
+    newest submission, so he must get 0 and be late.
+    """
+    from autograder.grading import pipeline  # lazy: the grader, for the slow tests only
+    from memcourse_apps.bench.grading import make_submission  # lazy: as on the line above
+
+    tmp = tmp_path_factory.mktemp("exchange")
+    root, api, exchange = _release(tmp / "course")
+    solution = nbformat.read(root / "solutions" / A / f"{A}.ipynb", as_version=4)
+    stamps: dict[str, list[str]] = {}
+    due = None
+    for student, variations in (("alice", ["correct"]), ("bob", ["correct", "blank"])):
+        home = tmp / student
+        home.mkdir()
+        _student_app("fetch", exchange, home, student, A).start()
+        fetched = nbformat.read(home / A / f"{A}.ipynb", as_version=4)
+        stamps[student] = [_submit(exchange, home, student,
+                                   make_submission(fetched, solution, variation))
+                           for variation in variations]
+        if due is None:  # between alice's submission and bob's; the gradebook keeps naive UTC
+            due = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+            time.sleep(0.01)
+    with api.gradebook as gb:
+        gb.update_or_create_assignment(A, duedate=due)
+    result = api.collect(A)
+    assert result["success"], result.get("log")
+    submitted = root / "grading" / "submitted"
+    collected = _files(submitted)
+    records = pipeline.grade(submitted, tmp / "out", jobs=1, assignment=A, root=root,
+                             progress=False)
+    yield {"root": root, "api": api, "exchange": exchange, "tmp": tmp, "stamps": stamps,
+           "collected": collected, "records": {r["student"]: r for r in records},
+           "solution": solution}
+    shutil.rmtree(exchange, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_grader_scores_what_collect_left_and_leaves_it_as_collected(graded_class):
+    """alice's reference answers get full marks, bob's blank notebook 0, and every file that
+    collect wrote is byte for byte the same after grading (feedback is matched to it)."""
+    records, root = graded_class["records"], graded_class["root"]
+    assert _files(root / "grading" / "submitted") == graded_class["collected"]
+    assert set(records) == {"alice", "bob"}, records
+    alice, bob = records["alice"], records["bob"]
+    assert alice["status"] == "graded", alice
+    assert alice["max_score"] > 0 and alice["score"] == alice["max_score"], alice
+    assert bob["status"] == "graded", bob
+    assert bob["score"] == 0 and bob["max_score"] == alice["max_score"], bob
+    assert "unanswered" in bob["flags"], bob
+
+
+@pytest.mark.slow
+def test_nbgraders_own_files_in_a_submission_are_not_flagged(graded_class):
+    """timestamp.txt and submission_secret.txt come with every exchange submission: they are
+    not the student's extra files, so alice's clean submission carries no flag."""
+    alice = graded_class["records"]["alice"]
+    assert alice["flags"] == [], alice["problems"]
+
+
+@pytest.mark.slow
+def test_a_resubmission_replaces_the_first(graded_class):
+    """bob's first submission (full answers) is superseded by his second (blank): collect
+    keeps the newest, and the grade (0, in the test above) is the second's."""
+    bob_stamps = graded_class["stamps"]["bob"]
+    assert bob_stamps[0] < bob_stamps[1]
+    folder = graded_class["root"] / "grading" / "submitted" / "bob" / A
+    assert (folder / "timestamp.txt").read_text().strip() == bob_stamps[1]
+    assert graded_class["records"]["bob"]["score"] == 0
+
+
+@pytest.mark.slow
+def test_the_gradebook_knows_who_submitted_after_the_due_date(graded_class):
+    """nbgrader's autograde, run by the grader, records each submission's lateness from the
+    timestamp collect kept: alice on time, bob late (his last submission came after)."""
+    with graded_class["api"].gradebook as gb:
+        alice = gb.find_submission(A, "alice")
+        bob = gb.find_submission(A, "bob")
+        assert alice.total_seconds_late == 0, (alice.timestamp, alice.duedate)
+        assert bob.total_seconds_late > 0, (bob.timestamp, bob.duedate)
+
+
+@pytest.mark.slow
+def test_the_records_flag_a_late_exchange_submission(graded_class):
+    """Is a submission after the due date flagged late, with how late in its problems?"""
+    records = graded_class["records"]
+    assert "late" in records["bob"]["flags"] and "late" not in records["alice"]["flags"]
+    assert any("after the due date" in p for p in records["bob"]["problems"])
+
+
+def _hidden_and_visible_test_lines(solution) -> tuple[list[str], list[str]]:
+    """The non-blank lines of the graded test cells inside and outside the hidden-test markers."""
+    hidden, visible = [], []
+    for cell in solution.cells:
+        if cell.cell_type != "code" or not cell.metadata.get("nbgrader", {}).get("grade"):
+            continue
+        inside = False
+        for line in (x.strip() for x in cell.source.splitlines()):
+            if line.startswith("### BEGIN HIDDEN TESTS"):
+                inside = True
+            elif line.startswith("### END HIDDEN TESTS"):
+                inside = False
+            elif line:
+                (hidden if inside else visible).append(line)
+    return hidden, visible
+
+
+@pytest.mark.slow
+def test_each_student_fetches_feedback_with_their_score_and_no_hidden_tests(graded_class):
+    """release_feedback finds each student's submission, and fetch_feedback puts that
+    submission's feedback in the student's home: their own score, no hidden test code."""
+    api, exchange, tmp = graded_class["api"], graded_class["exchange"], graded_class["tmp"]
+    result = api.release_feedback(A)
+    assert result["success"], result.get("error") or result.get("log")
+    hidden, visible = _hidden_and_visible_test_lines(graded_class["solution"])
+    assert hidden and visible
+    max_score = graded_class["records"]["alice"]["max_score"]
+    for student, score in (("alice", max_score), ("bob", 0.0)):
+        home = tmp / student
+        _student_app("fetch_feedback", exchange, home, student, A).start()
+        # One folder per submission that has feedback: bob's first one has none.
+        found = sorted(p.relative_to(home) for p in (home / A / "feedback").rglob("*")
+                       if p.is_file())
+        last = graded_class["stamps"][student][-1]
+        assert found == [Path(A) / "feedback" / last / f"{A}.html"], found
+        page = (home / found[0]).read_text()
+        text = html.unescape(re.sub(r"<[^>]+>", "", page))
+        assert f"{A} (Score: {score:.1f} / {max_score:.1f})" in text
+        # The visible test lines are in the page as text, so the hidden ones would be too.
+        assert all(line in text for line in visible), [v for v in visible if v not in text]
+        assert not [line for line in hidden if line in text]
+        assert "HIDDEN TESTS" not in text
+        # Only bob's last submission came after the due date, and his feedback says so.
+        assert ("Late: this work was submitted" in text) == (student == "bob"), student
