@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-pyproject
 PYTEST_ARGS ?=
 
-.PHONY: help lab test test-fast notebooks data clean lint venv grade system-packages
+.PHONY: help lab test test-fast notebooks data clean lint venv grade system-packages hub-proxy
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -18,12 +18,15 @@ venv:  ## create .venv, or reuse it if pyproject.toml has not changed since it w
 lab: venv  ## start JupyterLab on the course (writes the default dataset first if missing)
 	$(PY) -m memcourse_apps lab
 
-test: venv system-packages  ## run the whole test suite (slow tests included)
+test: venv system-packages hub-proxy  ## run the whole test suite (slow tests included)
 	$(PY) -m memcourse_apps data --size tiny
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 system-packages:  ## install bubblewrap and chromium when missing (root on Debian), else say so
 	@scripts/ensure-system-packages
+
+hub-proxy: venv  ## install JupyterHub's proxy (configurable-http-proxy, npm) into .venv/hub-proxy/
+	@scripts/ensure-hub-proxy "$(VENV)"
 
 test-fast: venv  ## the inner loop: every test not marked slow
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -34,9 +37,9 @@ notebooks: venv  ## clean solutions/ and regenerate notebooks/ from it with nbgr
 data: venv  ## write the default (small) dataset into data/small/
 	$(PY) -m memcourse_apps data
 
-grade: venv  ## grade a class: make grade SUBMISSIONS=path OUT=dir [JOBS=n] [ASSIGNMENT=name] [SCHEDULER=tcp://host:8786]
+grade: venv  ## grade a class: make grade SUBMISSIONS=path OUT=dir [COURSE=dir] [JOBS=n] [ASSIGNMENT=name] [SCHEDULER=tcp://host:8786]
 	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=path OUT=dir"; exit 2; }
-	$(PY) -m memcourse_apps grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(JOBS),--jobs $(JOBS)) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	$(PY) -m memcourse_apps grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(COURSE),--course "$(COURSE)") $(if $(JOBS),--jobs $(JOBS)) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 .PHONY: bench
 bench: venv  ## measure what each technique costs (20–25 min on 2 cores): bench/results.md, README table

@@ -3,6 +3,7 @@
 Only settings that differ from nbgrader's defaults are here; see CONTRIBUTING.md for why each is set.
 """
 
+import os
 from pathlib import Path
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
@@ -15,7 +16,8 @@ except OSError:
     pass  # a read-only checkout can still generate notebooks to elsewhere
 
 c.CourseDirectory.root = str(ROOT)
-c.CourseDirectory.course_id = "memcourse"
+# A hub deployment (deploy/jupyterhub/class.toml) may name the course otherwise.
+c.CourseDirectory.course_id = os.environ.get("MEMCOURSE_COURSE_ID") or "memcourse"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 c.CourseDirectory.submitted_directory = "grading/submitted"
@@ -27,8 +29,10 @@ c.CourseDirectory.db_url = f"sqlite:///{GRADING / 'gradebook.db'}"
 # Files a notebook writes while it runs (scratch modules, temporary datasets) never ship.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "scratch"]
 
-# A local exchange so that Assignment List, Fetch and Submit work on one machine.
-c.Exchange.root = str(GRADING / "exchange")
+# A local exchange so that Assignment List, Fetch and Submit work on one machine. On a
+# JupyterHub the deployment (deploy/jupyterhub/) sets MEMCOURSE_EXCHANGE to the class's shared
+# exchange, so the instructor releases to and collects from the folder students use.
+c.Exchange.root = os.environ.get("MEMCOURSE_EXCHANGE") or str(GRADING / "exchange")
 
 # Data-loading cells start worker processes; 30 s (nbgrader's default) is too tight on 2 cores.
 # `memcourse grade` uses this cell time limit too.

@@ -39,11 +39,15 @@ def _grade(args: argparse.Namespace) -> None:
     from autograder.grading.pipeline import grade  # lazy: nbgrader, as above
     from autograder.grading.settings import GradingSettings  # lazy: imports nbgrader too
 
+    root = Path(args.course).resolve() if args.course else repo_root()
+    if not (root / "nbgrader_config.py").is_file():
+        raise CourseError(f"{root} is not a course folder: it has no nbgrader_config.py "
+                          "(--course names the folder formgrader runs in).")
     settings = GradingSettings.for_course(
-        repo_root(), jobs=args.jobs, cell_timeout_s=args.cell_timeout,
+        root, jobs=args.jobs, cell_timeout_s=args.cell_timeout,
         notebook_timeout_s=args.notebook_timeout, kernel_memory_mib=args.memory)
     records = grade(Path(args.submissions), Path(args.out), assignment=args.assignment,
-                    force=args.force, settings=settings, scheduler=args.scheduler)
+                    force=args.force, root=root, settings=settings, scheduler=args.scheduler)
     print(f"{report.count_line(records)}; see {args.out}/report.md")
 
 
@@ -129,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: c.GradingSettings.kernel_memory_mib)")
     p.add_argument("--assignment", metavar="NAME", default=None, help="grade only this one")
     p.add_argument("--force", action="store_true", help="re-grade what was already graded")
+    p.add_argument("--course", metavar="DIR", default=None,
+                   help="the course folder whose nbgrader_config.py, solutions/, gradebook and "
+                   "feedback/ to use, e.g. the one formgrader runs in on a hub (default: this "
+                   "repository)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="prepare the notebooks on this Dask cluster (tcp://host:8786, or a "
                    "scheduler file) instead of on this machine; every worker needs the same "

@@ -14,6 +14,23 @@ def copy_course(dest: Path) -> Path:
     return course.copy_course(ROOT, dest)
 
 
+def hidden_and_visible_test_lines(solution) -> tuple[list[str], list[str]]:
+    """The non-blank lines of the graded test cells inside and outside the hidden-test markers."""
+    hidden, visible = [], []
+    for cell in solution.cells:
+        if cell.cell_type != "code" or not cell.metadata.get("nbgrader", {}).get("grade"):
+            continue
+        inside = False
+        for line in (x.strip() for x in cell.source.splitlines()):
+            if line.startswith("### BEGIN HIDDEN TESTS"):
+                inside = True
+            elif line.startswith("### END HIDDEN TESTS"):
+                inside = False
+            elif line:
+                (hidden if inside else visible).append(line)
+    return hidden, visible
+
+
 def free_port() -> int:
     """Return a TCP port that is free on localhost right now."""
     import socket

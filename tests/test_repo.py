@@ -61,3 +61,13 @@ def test_what_to_use_when_sheet_matches_the_notebook(repo):
     assert len(tables) == 1 and len(sheet) > 10, (len(tables), len(sheet))
     assert tables[0] == sheet
     assert "docs/what_to_use_when.md" in (repo / "README.md").read_text()
+
+
+def test_every_picture_the_readmes_show_is_in_the_repository(repo):
+    """Do the images README.md and deploy/jupyterhub/README.md link to exist (the hub steps
+    are screenshots from tests/apps/test_hub.py, copied into docs/hub/)?"""
+    for readme in (repo / "README.md", repo / "deploy" / "jupyterhub" / "README.md"):
+        pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme.read_text())
+        for picture in pictures:
+            assert (readme.parent / picture).is_file(), f"{readme.name}: {picture} is missing"
+    assert (repo / "docs" / "hub").is_dir()

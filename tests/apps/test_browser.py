@@ -40,13 +40,9 @@ def lab(tmp_path_factory):
         # `make lab` serves the repository; serve the copy instead, with the same command.
         mp.setattr(memcourse_apps.lab, "repo_root", lambda: root)
         mp.setenv("MEMCOURSE_SIZE", "tiny")  # the kernels read the small test dataset
-        # No settings or open tabs from anyone's earlier session, and no first-run question
-        # about Jupyter news covering the notebook in the screenshots.
-        settings = base / "settings"
-        news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-        news.parent.mkdir(parents=True)
-        news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-        mp.setenv("JUPYTERLAB_SETTINGS_DIR", str(settings))
+        # No settings or open tabs from anyone's earlier session: a learner's first visit. The
+        # course's own overrides (jupyter-config/) must keep the news question away.
+        mp.setenv("JUPYTERLAB_SETTINGS_DIR", str(base / "settings"))
         mp.setenv("JUPYTERLAB_WORKSPACES_DIR", str(base / "workspaces"))
         server = RunningLab(root)
     yield server, root
@@ -327,4 +323,6 @@ def test_every_notebook_opens_without_console_errors(lab, browser):
         dirty = learner.page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty")
         assert dirty.count() == 0, f"{name} is marked as changed as soon as it opens"
     learner.shot("12-all-notebooks-open")
+    # JupyterLab asks on a first visit unless the course's settings overrides answer for it.
+    assert learner.page.get_by_text("official Jupyter news").count() == 0
     assert not learner.errors, f"console errors: {learner.errors}"

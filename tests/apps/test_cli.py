@@ -125,3 +125,33 @@ def test_grade_flags_override_the_course_settings(tmp_path, monkeypatch):
     assert seen["settings"].workers == (os.cpu_count() or 1)  # 0: one per core, as the config
     main(["grade", str(tmp_path), "--out", str(tmp_path / "out")])
     assert seen["settings"].cell_timeout_s == 120  # the course's c.Execute.timeout
+
+
+def test_grade_course_names_the_course_folder_it_grades_for(tmp_path, monkeypatch, capsys):
+    """Does --course reach the grader (and its settings), and is a folder that is not a
+    course one sentence and exit 2, before anything is graded?"""
+    from autograder.grading import pipeline
+    from memcourse_apps.cli import main
+    from tests.helpers import copy_course
+
+    seen = {}
+
+    def fake_grade(submissions, out, root=None, settings=None, **kwargs):
+        seen["root"], seen["settings"] = root, settings
+        return []
+
+    monkeypatch.setattr(pipeline, "grade", fake_grade)
+    course_dir = copy_course(tmp_path / "hub-course")
+    config = course_dir / "nbgrader_config.py"
+    config.write_text(config.read_text() + "\nc.Execute.timeout = 33\n")
+    assert main(["grade", str(tmp_path), "--out", str(tmp_path / "out"),
+                 "--course", str(course_dir)]) == 0
+    assert seen["root"] == course_dir.resolve()
+    assert seen["settings"].cell_timeout_s == 33  # that course's settings, not the repo's
+
+    seen.clear()
+    assert main(["grade", str(tmp_path), "--out", str(tmp_path / "out"),
+                 "--course", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a course folder" in err and "nbgrader_config.py" in err, err
+    assert not seen

@@ -65,3 +65,13 @@ def test_assignment_list_has_a_working_exchange(lab):
     status, body = lab.get("/assignments?course_id=memcourse")
     assert status == 200
     assert json.loads(body)["success"] is True
+
+
+def test_learners_are_not_asked_about_jupyter_news(lab):
+    """Do the course's settings overrides turn off the first-run question about Jupyter news?"""
+    status, body = lab.get("/lab/api/settings/@jupyterlab/apputils-extension:notification")
+    assert status == 200
+    defaults = json.loads(body)["schema"]["properties"]
+    # "none", JupyterLab's own default, is what makes it ask.
+    assert defaults["fetchNews"]["default"] == "false", defaults["fetchNews"]
+    assert defaults["checkForUpdates"]["default"] is False

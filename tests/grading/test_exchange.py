@@ -20,7 +20,7 @@ import pytest
 
 from autograder import course
 from autograder.grading import build
-from tests.helpers import copy_course
+from tests.helpers import copy_course, hidden_and_visible_test_lines
 
 A = "03_on_the_fly_loading"
 
@@ -209,23 +209,6 @@ def test_the_records_flag_a_late_exchange_submission(graded_class):
     assert any("after the due date" in p for p in records["bob"]["problems"])
 
 
-def _hidden_and_visible_test_lines(solution) -> tuple[list[str], list[str]]:
-    """The non-blank lines of the graded test cells inside and outside the hidden-test markers."""
-    hidden, visible = [], []
-    for cell in solution.cells:
-        if cell.cell_type != "code" or not cell.metadata.get("nbgrader", {}).get("grade"):
-            continue
-        inside = False
-        for line in (x.strip() for x in cell.source.splitlines()):
-            if line.startswith("### BEGIN HIDDEN TESTS"):
-                inside = True
-            elif line.startswith("### END HIDDEN TESTS"):
-                inside = False
-            elif line:
-                (hidden if inside else visible).append(line)
-    return hidden, visible
-
-
 @pytest.mark.slow
 def test_each_student_fetches_feedback_with_their_score_and_no_hidden_tests(graded_class):
     """release_feedback finds each student's submission, and fetch_feedback puts that
@@ -233,7 +216,7 @@ def test_each_student_fetches_feedback_with_their_score_and_no_hidden_tests(grad
     api, exchange, tmp = graded_class["api"], graded_class["exchange"], graded_class["tmp"]
     result = api.release_feedback(A)
     assert result["success"], result.get("error") or result.get("log")
-    hidden, visible = _hidden_and_visible_test_lines(graded_class["solution"])
+    hidden, visible = hidden_and_visible_test_lines(graded_class["solution"])
     assert hidden and visible
     max_score = graded_class["records"]["alice"]["max_score"]
     for student, score in (("alice", max_score), ("bob", 0.0)):
