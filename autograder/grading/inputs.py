@@ -210,6 +210,8 @@ def find_submissions(root: Path, assignments: dict[str, list[str]]
                 sub.problems.append(f"ignored extra files: {', '.join(extra[:10])}"
                                     + (f" and {len(extra) - 10} more" if len(extra) > 10 else ""))
             if not graded:
+                # nbgrader's own files alone (a submission with its notebook removed) are empty.
+                files = [p for p in files if p.name not in NBGRADER_FILES]
                 sub.status = "not_submitted" if not files else "invalid"
                 if not files:
                     sub.flags.append("empty_submission")

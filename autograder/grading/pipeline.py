@@ -142,16 +142,28 @@ def _collect_zip(zip_path: Path, root: Path, staging: Path,
 
 
 def _grading_conditions(staged: build.StagedCourse, assignment: str,
-                        settings: GradingSettings) -> str:
+                        settings: GradingSettings, duedate: object = None) -> str:
     """What besides the learner's files decides a grade: the instructor's notebooks (tests,
-    hidden tests and points) and the limits. A rerun re-grades a submission when any changed."""
-    digest = hashlib.sha256()
+    hidden tests and points), the limits and the due date (lateness, in the record and the
+    feedback). A rerun re-grades a submission when any changed."""
+    digest = hashlib.sha256(f"due {duedate}\n".encode())
     for path in sorted(staged[assignment].source.rglob("*.ipynb")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     limits = (settings.cell_timeout_s, settings.notebook_timeout_s, settings.kernel_limits,
               settings.check_limits)
     digest.update(repr(limits).encode())
     return digest.hexdigest()
+
+
+def _duedate(api, assignment: str) -> object:
+    """The assignment's due date in the gradebook (set in formgrader), or None."""
+    from nbgrader.api import MissingEntry  # lazy: nbgrader, already loaded by `api`
+
+    with api.gradebook as gb:
+        try:
+            return gb.find_assignment(assignment).duedate
+        except MissingEntry:
+            return None
 
 
 def _expected_seconds(prepared_root: Path, staged: build.StagedCourse,
@@ -339,7 +351,7 @@ def grade(submissions: Path, out: Path, jobs: int | None = None,
     todo: list[tuple[Submission, list[Attempt]]] = []
     records: dict[str, Record] = {}
     fingerprints: dict[str, str] = {}  # what each record graded: a rerun skips it if unchanged
-    conditions = {a: _grading_conditions(staged, a, settings) for a in chosen}
+    conditions = {a: _grading_conditions(staged, a, settings, _duedate(api, a)) for a in chosen}
     reused = 0  # records an earlier run graded from the same files, tests and limits
     for sub in found:
         record_path = records_dir / f"{sub.student}__{sub.assignment}.json"

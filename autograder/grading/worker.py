@@ -33,6 +33,7 @@ from traitlets.config import Config
 
 from autograder import cells, course
 from autograder.engine import observe
+from autograder.engine.environ import remove_secrets
 from autograder.engine.limits import Limits, apply_in_child
 from autograder.engine.runner import child_env, run_checks
 from autograder.engine.spec import ERROR, FAILED, Verdict
@@ -552,6 +553,7 @@ def serve(reply_fd: int, slot_dir: Path) -> int:
     the slot is reset (`Slot.reset`) and this process's environment restored.
     """
     become_subreaper()
+    remove_secrets()  # before anything that could run a learner's code is started
     slot = Slot(slot_dir)
     environment = dict(os.environ)
     parent = os.getppid()
@@ -606,6 +608,7 @@ def _exit_with_parent(parent: int, slot: Slot) -> None:
 def main(job_path: str) -> int:
     """Prepare the single job at `job_path` in a slot of its own, then remove the slot."""
     become_subreaper()
+    remove_secrets()
     job = Job.read(Path(job_path))
     slot = Slot(Path(tempfile.mkdtemp(prefix="mc-slot-")))
     try:

@@ -4,9 +4,11 @@ Who is in the class and where its files live is in class.toml (or the file MEMCO
 names). Run the hub from the course's environment, as root so that it can start each person's
 server as their own Unix account, in a folder for its state (database, cookie secret):
 
-    sudo mkdir -p /srv/jupyterhub /srv/nbgrader/exchange && sudo chmod 777 /srv/nbgrader/exchange
-    cd /srv/jupyterhub && sudo /path/to/memcourse/.venv/bin/jupyterhub \\
-        -f /path/to/memcourse/deploy/jupyterhub/jupyterhub_config.py
+    sudo mkdir -p /srv/jupyterhub /srv/nbgrader/exchange && sudo chmod 1777 /srv/nbgrader/exchange
+    cd /srv/jupyterhub && sudo MEMCOURSE_CLASS=/srv/class.toml \\
+        /srv/memcourse/.venv/bin/jupyterhub -f /srv/memcourse/deploy/jupyterhub/jupyterhub_config.py
+
+(README.md beside this file has every step, formgrader's own Unix account among them.)
 
 This follows nbgrader's documented multi-user set-up ("one class, multiple graders"): a shared
 exchange; the course id set for every server; formgrader as a hub service at
@@ -32,17 +34,37 @@ c = get_config()  # noqa: F821 (provided by traitlets when JupyterHub loads this
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CLASS_FILE = Path(os.environ.get("MEMCOURSE_CLASS") or HERE / "class.toml").resolve()
-CLASS = tomllib.loads(CLASS_FILE.read_text())
 
-COURSE_ID = CLASS["course_id"]
+
+class ClassFileError(ValueError):
+    """class.toml is missing or says something the hub cannot use; the message says what."""
+
+
+try:
+    CLASS = tomllib.loads(CLASS_FILE.read_text())
+except OSError as e:
+    raise ClassFileError(f"cannot read the class file {CLASS_FILE} ({e.strerror}); set "
+                         "MEMCOURSE_CLASS to its path (with sudo: sudo MEMCOURSE_CLASS=...)"
+                         ) from None
+except tomllib.TOMLDecodeError as e:
+    raise ClassFileError(f"{CLASS_FILE} is not valid TOML: {e}") from None
+
+COURSE_ID = str(CLASS.get("course_id", ""))
 if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", COURSE_ID):
-    raise ValueError(f"course_id {COURSE_ID!r} in {CLASS_FILE}: use letters, digits, '.', '_' "
-                     "and '-' only (it names hub groups, a service URL and an exchange folder)")
+    raise ClassFileError(f"course_id {COURSE_ID!r} in {CLASS_FILE}: use letters, digits, '.', "
+                         "'_' and '-' only (it names hub groups, a service URL and an exchange "
+                         "folder)")
+# JupyterHub's role names are stricter (lower case, ending in a letter or digit).
+ROLE_ID = re.sub(r"[^a-z0-9_.-]", "-", COURSE_ID.lower()).rstrip("_.-") or "course"
 COURSE_DIR = (CLASS_FILE.parent / CLASS.get("course_directory", REPO)).resolve()
 if not (COURSE_DIR / "nbgrader_config.py").is_file():
-    raise FileNotFoundError(f"course_directory {COURSE_DIR} (from {CLASS_FILE}) has no "
-                            "nbgrader_config.py: point it at the course folder")
-EXCHANGE = Path(CLASS.get("exchange", "/srv/nbgrader/exchange"))
+    raise ClassFileError(f"course_directory {COURSE_DIR} (from {CLASS_FILE}) has no "
+                         "nbgrader_config.py: point it at the course folder")
+EXCHANGE = (CLASS_FILE.parent / CLASS.get("exchange", "/srv/nbgrader/exchange")).resolve()
+try:
+    FORMGRADER_PORT = int(CLASS.get("formgrader_port", 10101))
+except (TypeError, ValueError):
+    raise ClassFileError(f"formgrader_port in {CLASS_FILE} must be a port number") from None
 INSTRUCTORS = list(CLASS.get("instructors", []))
 GRADERS = list(CLASS.get("graders", []))
 STUDENTS = list(CLASS.get("students", []))
@@ -74,16 +96,21 @@ c.JupyterHub.load_groups = {
     STUDENT_GROUP: {"users": INSTRUCTORS + GRADERS + STUDENTS},
 }
 c.JupyterHub.load_roles = [
-    # A user's server acts with its user's permissions: nbgrader's Assignment List asks the
-    # hub which groups (courses) its user is in, and the instructors' course list which
-    # formgrader services they may open.
-    {"name": "server", "scopes": ["inherit"]},
-    {"name": FORMGRADE_GROUP, "groups": [FORMGRADE_GROUP],
+    # What a user's server may ask the hub, beyond JupyterHub's default (activity, access):
+    # nbgrader's Assignment List reads which groups (courses) its user is in, an instructor's
+    # Course List which formgrader services there are. JupyterHub grants a server only what
+    # its user also has, so students get no service list, and no server gets admin rights
+    # (not "inherit": an instructor's notebooks would hold an admin token).
+    {"name": "server", "scopes": [
+        "users:activity!user", "access:servers!server", "read:users:name!user",
+        "read:users:groups!user", "list:services", f"read:services!service={COURSE_ID}"]},
+    {"name": f"formgrade-{ROLE_ID}", "groups": [FORMGRADE_GROUP],
      "scopes": [f"access:services!service={COURSE_ID}", "list:services",
                 f"read:services!service={COURSE_ID}"]},
-    # Formgrader reads who is enrolled and adds students to the class's group.
-    {"name": f"{COURSE_ID}-formgrader", "services": [COURSE_ID],
-     "scopes": ["list:users", "read:users", "list:groups", "groups"]},
+    # Formgrader reads who is enrolled, and Manage Students adds to this class's group only.
+    {"name": f"formgrader-{ROLE_ID}", "services": [COURSE_ID],
+     "scopes": ["read:users:name", "read:users:groups", "list:groups",
+                f"groups!group={STUDENT_GROUP}"]},
 ]
 
 
@@ -120,7 +147,7 @@ c.Spawner.start_timeout = 180
 # ---------------------------------------------------------------- formgrader, a hub service
 formgrader = {
     "name": COURSE_ID,
-    "url": f"http://127.0.0.1:{int(CLASS.get('formgrader_port', 10101))}",
+    "url": f"http://127.0.0.1:{FORMGRADER_PORT}",
     "command": [str(BIN / "jupyterhub-singleuser"), f"--ServerApp.root_dir={COURSE_DIR}"],
     "cwd": str(COURSE_DIR),
     # nbgrader's hub plugin asks the hub about JUPYTERHUB_USER, which a service lacks.
@@ -128,14 +155,22 @@ formgrader = {
                     "JUPYTERHUB_DEFAULT_URL": "/lab/tree/notebooks"},
     "oauth_no_confirm": True,  # graders open their own course's service: no consent page
 }
-if CLASS.get("formgrader_unix_account"):
-    formgrader["user"] = CLASS["formgrader_unix_account"]
+# Formgrader's JupyterLab has a terminal: whoever grades gets a shell as this account.
+FORMGRADER_ACCOUNT = str(CLASS.get("formgrader_unix_account", ""))
+if FORMGRADER_ACCOUNT:
+    formgrader["user"] = FORMGRADER_ACCOUNT
+    if FORMGRADER_ACCOUNT == "root":
+        formgrader["command"].append("--allow-root")
 elif hasattr(os, "geteuid") and os.geteuid() == 0:
-    formgrader["command"].append("--allow-root")  # the service then runs as the hub's root
+    raise ClassFileError(
+        f"formgrader would run as root, the hub's account, and give every grader a root "
+        f"terminal: set formgrader_unix_account in {CLASS_FILE} to an unprivileged account "
+        f"that owns {COURSE_DIR / 'grading'} and can read the exchange (or to \"root\" to "
+        "accept that)")
 c.JupyterHub.services = [formgrader]
 
 # ---------------------------------------------------------------- the proxy
-# `make test` (scripts/ensure-hub-proxy) installs a pinned configurable-http-proxy here;
+# `make hub-proxy` (scripts/ensure-hub-proxy) installs a pinned configurable-http-proxy here;
 # without it JupyterHub looks for `configurable-http-proxy` on PATH.
 _proxy = BIN.parent / "hub-proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 if _proxy.exists():

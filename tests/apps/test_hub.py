@@ -11,6 +11,7 @@ not. Each step saves a screenshot under test-artifacts/hub/; README.md uses them
 
 from __future__ import annotations
 
+import getpass
 import html
 import json
 import os
@@ -63,7 +64,9 @@ class Hub:
         (base / "class.toml").write_text(
             f'course_id = "{COURSE_ID}"\ninstructors = ["instructor"]\ngraders = []\n'
             'students = ["alice", "bob"]\ncourse_directory = "course"\n'
-            f'exchange = "{self.exchange}"\nformgrader_port = {free_port()}\n')
+            f'exchange = "{self.exchange}"\nformgrader_port = {free_port()}\n'
+            # One Unix account for everyone here; a real hub names an unprivileged one.
+            f'formgrader_unix_account = "{getpass.getuser()}"\n')
         config = base / "jupyterhub_test_config.py"
         config.write_text("\n".join([
             "c = get_config()  # noqa: F821",

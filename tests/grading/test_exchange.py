@@ -236,3 +236,23 @@ def test_each_student_fetches_feedback_with_their_score_and_no_hidden_tests(grad
         assert "HIDDEN TESTS" not in text
         # Only bob's last submission came after the due date, and his feedback says so.
         assert ("Late: this work was submitted" in text) == (student == "bob"), student
+
+
+@pytest.mark.slow
+def test_moving_the_due_date_regrades_lateness(graded_class):
+    """After the instructor moves the due date past every submission, does a plain rerun (no
+    --force) drop the `late` flag and the feedback's late line, keeping the scores? Runs last:
+    it changes the shared class."""
+    from autograder.grading import pipeline  # lazy: the grader, for the slow tests only
+
+    api, root, tmp = graded_class["api"], graded_class["root"], graded_class["tmp"]
+    with api.gradebook as gb:
+        gb.update_or_create_assignment(A, duedate=datetime.datetime(2100, 1, 1))
+    records = {r["student"]: r for r in pipeline.grade(
+        root / "grading" / "submitted", tmp / "out", jobs=1, assignment=A, root=root,
+        progress=False)}
+    assert "late" not in records["bob"]["flags"]
+    assert not any("after the due date" in p for p in records["bob"]["problems"])
+    assert records["bob"]["score"] == graded_class["records"]["bob"]["score"]
+    feedback = next((tmp / "out" / "feedback" / "bob").rglob(f"{A}.html")).read_text()
+    assert "Late:" not in feedback

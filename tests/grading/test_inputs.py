@@ -125,8 +125,13 @@ def test_missing_and_empty_work(tmp_path):
     (tmp_path / "amy" / A).mkdir(parents=True)
     _touch(tmp_path / "bo" / A / "notes.txt", "hi")
     (tmp_path / "cy").mkdir()
+    # What `nbgrader collect` adds beside the notebooks, and nothing else, is empty too.
+    _touch(tmp_path / "di" / A / "timestamp.txt", "2026-11-30 12:00:00 UTC")
+    _touch(tmp_path / "di" / A / "submission_secret.txt", "x")
     subs = _by_key(find_submissions(tmp_path, COURSE)[0])
     assert subs["amy", A].status == "not_submitted"
     assert "empty_submission" in subs["amy", A].flags
     assert subs["bo", A].status == "invalid"
     assert subs["cy", A].status == "not_submitted"
+    assert subs["di", A].status == "not_submitted"
+    assert "empty_submission" in subs["di", A].flags
