@@ -292,7 +292,7 @@ class GradebookWriter:
                     record.status = "error"
                     record.cells = [c for c in record.cells if "status" in c]
                     continue
-                # nbgrader's score before a late penalty (if the course sets a policy).
+                # nbgrader's score less its late penalty (when the course sets a policy).
                 record.score = max(0.0, float(sub.score) - float(sub.late_submission_penalty or 0))
                 record.needs_manual_grade = bool(sub.needs_manual_grade)
                 cells = [self._cell(notebook.name, grade, record)
