@@ -33,6 +33,9 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # JupyterHub the deployment (deploy/jupyterhub/) sets MEMCOURSE_EXCHANGE to the class's shared
 # exchange, so the instructor releases to and collects from the folder students use.
 c.Exchange.root = os.environ.get("MEMCOURSE_EXCHANGE") or str(GRADING / "exchange")
+# Release Feedback skips (with a warning) students who never submitted through the exchange
+# (graded from an LMS download) instead of stopping for everyone (autograder/grading/exchange.py).
+c.ExchangeFactory.release_feedback = "autograder.grading.exchange.ReleaseFeedback"
 
 # Data-loading cells start worker processes; 30 s (nbgrader's default) is too tight on 2 cores.
 # `memcourse grade` uses this cell time limit too.

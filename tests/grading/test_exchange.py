@@ -239,6 +239,24 @@ def test_each_student_fetches_feedback_with_their_score_and_no_hidden_tests(grad
 
 
 @pytest.mark.slow
+def test_feedback_without_an_exchange_submission_does_not_stop_the_release(graded_class):
+    """A student graded from an LMS download has feedback but no submission secret: Release
+    Feedback skips them and still releases everyone else's (nbgrader alone stops)."""
+    api, root = graded_class["api"], graded_class["root"]
+    feedback = root / "grading" / "feedback"
+    alice = next((feedback / "alice" / A).glob("*.html"))
+    (feedback / "zed" / A).mkdir(parents=True)
+    shutil.copyfile(alice, feedback / "zed" / A / alice.name)
+    released = graded_class["exchange"] / "memcourse" / "feedback"
+    shutil.rmtree(released, ignore_errors=True)
+    result = api.release_feedback(A)
+    assert result["success"], result.get("error") or result.get("log")
+    assert "Not releasing feedback for zed" in result["log"]
+    assert len(list(released.glob("*.html"))) == 2  # alice's and bob's
+    shutil.rmtree(feedback / "zed")
+
+
+@pytest.mark.slow
 def test_moving_the_due_date_regrades_lateness(graded_class):
     """After the instructor moves the due date past every submission, does a plain rerun (no
     --force) drop the `late` flag and the feedback's late line, keeping the scores? Runs last:
