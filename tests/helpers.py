@@ -7,6 +7,11 @@ from pathlib import Path
 from autograder import course
 
 ROOT = Path(__file__).resolve().parents[1]
+# Debian's Chromium, driven through Playwright (never a downloaded browser), and its flags.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--disable-quic", "--no-first-run"]
 
 
 def copy_course(dest: Path) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 
 # Names that are credentials by convention, or belong to a hub or cloud login.
 SECRET_NAME = re.compile(
@@ -26,11 +26,6 @@ SECRET_VALUE = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 def is_secret(name: str, value: str) -> bool:
     """Whether the variable `name=value` looks like a credential (see the module doc)."""
     return bool(SECRET_NAME.search(name) or SECRET_VALUE.search(value))
-
-
-def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of `env` without the variables `is_secret` finds."""
-    return {k: v for k, v in env.items() if not is_secret(k, v)}
 
 
 def remove_secrets(env: MutableMapping[str, str] | None = None) -> list[str]:

@@ -26,7 +26,7 @@ from autograder.grading.handoffs import (
     step_failure,
 )
 from autograder.grading.inputs import NBGRADER_FILES, Submission
-from autograder.grading.preprocessors import late_sentence
+from autograder.grading.preprocessors import lateness
 from autograder.grading.settings import grading_config
 
 
@@ -113,14 +113,10 @@ class GradebookWriter:
         """Flag `late` what nbgrader found submitted after the due date (its timestamp.txt
         against the assignment's due date, set in formgrader); the feedback says so too."""
         with self.api.gradebook as gb:
-            try:
-                found = gb.find_submission(sub.assignment, sub.student)
-            except MissingEntry:
-                return
-            late, duedate = found.total_seconds_late or 0, found.duedate
-        if late > 0 and "late" not in record.flags:
+            late = lateness(gb, sub.assignment, sub.student)
+        if late and "late" not in record.flags:
             record.flags.append("late")
-            record.problems.append(late_sentence(late, duedate))
+            record.problems.append(late)
 
     def _link_scored(self, sub: Submission, name: str, index: int) -> None:
         """Point prepared/<student>/<assignment>/<notebook> at the candidate being scored."""

@@ -168,6 +168,17 @@ def late_sentence(seconds_late: float, duedate) -> str:
     return f"submitted {when} after the due date{due}"
 
 
+def lateness(gb: Gradebook, assignment: str, student: str) -> str | None:
+    """`late_sentence` for the student's submission when nbgrader found it late (its
+    timestamp.txt against the assignment's due date), else None (on time, or not in `gb`)."""
+    try:
+        submission = gb.find_submission(assignment, student)
+    except MissingEntry:
+        return None
+    late = submission.total_seconds_late or 0
+    return late_sentence(late, submission.duedate) if late > 0 else None
+
+
 class NoteLateSubmission(NbGraderPreprocessor):
     """Open the feedback with one line saying the submission came after the due date.
 
@@ -179,13 +190,7 @@ class NoteLateSubmission(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         with Gradebook(info["db_url"]) as gb:
-            try:
-                submission = gb.find_submission(info["assignment"], info["student"])
-            except MissingEntry:
-                return nb, resources
-            late = submission.total_seconds_late or 0
-            duedate = submission.duedate
-        if late > 0:
-            nb.cells.insert(0, nbformat.v4.new_markdown_cell(
-                f"**Late:** this work was {late_sentence(late, duedate)}."))
+            late = lateness(gb, info["assignment"], info["student"])
+        if late:
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Late:** this work was {late}."))
         return nb, resources

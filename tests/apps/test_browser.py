@@ -15,13 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, RunningLab, copy_course
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, ROOT, RunningLab, copy_course
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 RUN_TIMEOUT_MS = 240_000  # a whole notebook with its checks, on a busy 2-core machine
 STEP_TIMEOUT_MS = 60_000
@@ -59,7 +56,7 @@ def browser():
     with sync_playwright() as p:
         chromium = p.chromium.launch_persistent_context(
             user_data_dir=str(ARTIFACTS.parent / ".chromium-profile"),
-            executable_path=str(CHROMIUM), args=FLAGS, headless=True,
+            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True,
             viewport={"width": 1400, "height": 900})
         try:
             yield chromium

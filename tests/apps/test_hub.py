@@ -29,7 +29,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.helpers import ROOT, copy_course, free_port, hidden_and_visible_test_lines
+from tests.helpers import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    ROOT,
+    copy_course,
+    free_port,
+    hidden_and_visible_test_lines,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +47,6 @@ PASSWORD = "class-password"
 DEPLOY = ROOT / "deploy" / "jupyterhub"
 BIN = Path(sys.executable).parent
 PROXY = BIN.parent / "hub-proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts" / "hub"
 STEP_TIMEOUT_MS = 60_000
 SPAWN_TIMEOUT_MS = 150_000  # a server's first start on a busy 2-core machine
@@ -149,7 +153,8 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS,
+                                     headless=True)
         try:
             yield chromium
         finally:
